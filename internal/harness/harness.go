@@ -28,10 +28,10 @@ var (
 	ErrStopTimeout = errors.New("harness: broker did not stop after SIGTERM")
 )
 
-const (
-	healthTimeout = 30 * time.Second
-	stopTimeout   = 30 * time.Second
-)
+const healthTimeout = 30 * time.Second
+
+// stopTimeout bounds Stop's wait after SIGTERM; a variable so tests can shorten it.
+var stopTimeout = 30 * time.Second
 
 var (
 	buildOnce sync.Once
