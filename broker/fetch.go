@@ -1,0 +1,165 @@
+package broker
+
+// Fetch (key 1), v4–12, for consumers.
+//
+// Reads whole record batches from the local log up to the high watermark
+// (which is also the last stable offset: there are no transactions), within
+// the partition's max bytes and the response's max bytes; the first batch
+// of the first non-empty partition is returned even when larger (KIP-74).
+// The request long-polls until min_bytes have accumulated or max_wait_ms
+// passes; an append to any of the fetched partitions wakes it. Errors
+// answer at once. Fetch sessions (KIP-227) are not kept: every answer has
+// session id 0, which makes clients send full fetches. Follower fetches
+// (replica id ≥ 0) arrive with replication in a later change; until then
+// they are served like consumer fetches. Rack-aware preferred read replicas
+// (v11) are not chosen: the field is always -1.
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratabroker/strata/broker/locallog"
+)
+
+func (s *Server) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.Request) kmsg.Response {
+	req := kreq.(*kmsg.FetchRequest)
+	wait := time.Duration(max(req.MaxWaitMillis, 0)) * time.Millisecond
+	deadline := time.Now().Add(wait)
+	for {
+		wakes := make([]<-chan struct{}, 0, 8)
+		resp, size, failed := s.readFetch(req, &wakes)
+		if size >= int(req.MinBytes) || failed || wait <= 0 || !time.Now().Before(deadline) || len(wakes) == 0 {
+			return resp
+		}
+		if !waitAny(ctx, wakes, time.Until(deadline)) {
+			// Deadline or shutdown: answer with whatever there is now.
+			resp, _, _ = s.readFetch(req, nil)
+			return resp
+		}
+	}
+}
+
+// readFetch builds one Fetch answer from the logs. When wakes is not nil it
+// collects, before reading, the channels that an append to each partition
+// closes, so that no append between reading and waiting is missed.
+func (s *Server) readFetch(req *kmsg.FetchRequest, wakes *[]<-chan struct{}) (*kmsg.FetchResponse, int, bool) {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	resp.SessionID = 0
+	remaining := int(req.MaxBytes)
+	if remaining <= 0 {
+		remaining = 1 << 30
+	}
+	total, failed := 0, false
+	for _, rt := range req.Topics {
+		ot := kmsg.NewFetchResponseTopic()
+		ot.Topic = rt.Topic
+		ot.TopicID = rt.TopicID
+		t := s.topic(rt.Topic)
+		for _, rp := range rt.Partitions {
+			op := kmsg.NewFetchResponseTopicPartition()
+			op.Partition = rp.Partition
+			op.HighWatermark, op.LastStableOffset, op.LogStartOffset = -1, -1, -1
+			op.PreferredReadReplica = -1
+			p, code := leaderOf(t, rp.Partition, s.opts.BrokerID)
+			if code == 0 {
+				code = checkLeaderEpoch(p, rp.CurrentLeaderEpoch)
+			}
+			if code != 0 {
+				op.ErrorCode = code
+				failed = true
+				ot.Partitions = append(ot.Partitions, op)
+				continue
+			}
+			if wakes != nil {
+				*wakes = append(*wakes, p.waitChan())
+			}
+			n, code := s.readPartition(p, rp, &op, remaining, total == 0)
+			if code != 0 {
+				op.ErrorCode = code
+				failed = true
+			}
+			total += n
+			remaining -= n
+			ot.Partitions = append(ot.Partitions, op)
+		}
+		resp.Topics = append(resp.Topics, ot)
+	}
+	return resp, total, failed
+}
+
+func (s *Server) readPartition(p *partition, rp kmsg.FetchRequestTopicPartition, op *kmsg.FetchResponseTopicPartition, remaining int, first bool) (int, int16) {
+	l := p.getLog()
+	if l == nil {
+		return 0, kerr.NotLeaderForPartition.Code
+	}
+	hw := p.highWatermark()
+	op.HighWatermark, op.LastStableOffset, op.LogStartOffset = hw, hw, l.LogStartOffset()
+	if rp.FetchOffset < l.LogStartOffset() || rp.FetchOffset > l.LogEndOffset() {
+		return 0, kerr.OffsetOutOfRange.Code
+	}
+	if rp.FetchOffset >= hw || remaining <= 0 {
+		return 0, 0
+	}
+	limit := min(int(rp.PartitionMaxBytes), remaining)
+	if limit < 0 {
+		limit = 0
+	}
+	data, err := l.Read(rp.FetchOffset, limit, hw, first)
+	if err != nil {
+		if errors.Is(err, locallog.ErrOffsetOutOfRange) {
+			return 0, kerr.OffsetOutOfRange.Code
+		}
+		s.log.Error("read", "topic", p.topic, "partition", p.index, "offset", rp.FetchOffset, "err", err)
+		return 0, kerr.KafkaStorageError.Code
+	}
+	op.RecordBatches = data
+	s.metrics.fetched.WithLabelValues(p.topic).Add(float64(len(data)))
+	return len(data), 0
+}
+
+// waitAny blocks until one of chans is closed (true), or d passes or ctx
+// ends (false).
+func waitAny(ctx context.Context, chans []<-chan struct{}, d time.Duration) bool {
+	if d <= 0 {
+		return false
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	if len(chans) == 1 {
+		select {
+		case <-chans[0]:
+			return true
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	woke := make(chan struct{}, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	for _, ch := range chans {
+		go func(ch <-chan struct{}) {
+			select {
+			case <-ch:
+				select {
+				case woke <- struct{}{}:
+				default:
+				}
+			case <-stop:
+			}
+		}(ch)
+	}
+	select {
+	case <-woke:
+		return true
+	case <-timer.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,94 @@
+package broker
+
+// Produce (key 0), v0–11.
+//
+// v0–2 stay in the advertised range only because librdkafka before 2.11.1
+// turns compression off unless the range contains 0; they carry the old
+// message-set format, so every partition is answered UNSUPPORTED_VERSION.
+// v3+ carry record batch v2: each partition's batches are validated (magic,
+// CRC32C, lengths, record counts, codec, max.message.bytes) without
+// decompressing, then appended as they came — offsets and leader epoch are
+// stamped in place, the CRC is untouched. A bad batch fails its whole
+// partition and nothing of that partition is written. acks=0 gets no
+// response. Transactions are not supported: transactional batches are
+// refused.
+
+import (
+	"context"
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratabroker/strata/kafkaproto"
+)
+
+func (s *Server) handleProduce(ctx context.Context, rc *requestContext, kreq kmsg.Request) kmsg.Response {
+	req := kreq.(*kmsg.ProduceRequest)
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	for _, rt := range req.Topics {
+		ot := kmsg.NewProduceResponseTopic()
+		ot.Topic = rt.Topic
+		ot.TopicID = rt.TopicID
+		for _, rp := range rt.Partitions {
+			op := kmsg.NewProduceResponseTopicPartition()
+			op.Partition = rp.Partition
+			op.BaseOffset, op.LogAppendTime, op.LogStartOffset = -1, -1, -1
+			code, msg := s.producePartition(req, rt.Topic, rp, &op)
+			op.ErrorCode = code
+			if code != 0 && msg != "" && req.Version >= 8 {
+				m := msg
+				op.ErrorMessage = &m
+			}
+			ot.Partitions = append(ot.Partitions, op)
+		}
+		resp.Topics = append(resp.Topics, ot)
+	}
+	if req.Acks == 0 {
+		return nil
+	}
+	return resp
+}
+
+func (s *Server) producePartition(req *kmsg.ProduceRequest, topic string, rp kmsg.ProduceRequestTopicPartition, op *kmsg.ProduceResponseTopicPartition) (int16, string) {
+	if req.Version < 3 {
+		return kerr.UnsupportedVersion.Code, "produce v0-2 (message format v0/v1) is not supported; use v3+"
+	}
+	if req.Acks != 0 && req.Acks != 1 && req.Acks != -1 {
+		return kerr.InvalidRequiredAcks.Code, ""
+	}
+	p, code := s.leaderPartition(topic, rp.Partition)
+	if code != 0 {
+		return code, ""
+	}
+	cfg := p.config()
+	headers, err := kafkaproto.ValidateProduceRecords(rp.Records, int(cfg.MaxMessageBytes))
+	if err != nil {
+		var be *kafkaproto.BatchError
+		if errors.As(err, &be) {
+			return be.Code, be.Msg
+		}
+		return kerr.CorruptMessage.Code, err.Error()
+	}
+	for _, h := range headers {
+		if h.IsTransactional() {
+			return kerr.InvalidTxnState.Code, "transactions are not supported by this broker"
+		}
+	}
+	if req.Acks == -1 && p.isrSize.Load() < int32(cfg.MinInsyncReplicas) {
+		return kerr.NotEnoughReplicas.Code, ""
+	}
+	res, err := p.appendAsLeader(rp.Records)
+	if err != nil {
+		s.log.Error("append", "topic", topic, "partition", rp.Partition, "err", err)
+		if errors.Is(err, errPartitionClosed) {
+			return kerr.NotLeaderForPartition.Code, ""
+		}
+		return kerr.KafkaStorageError.Code, err.Error()
+	}
+	s.metrics.produced.WithLabelValues(topic).Add(float64(len(rp.Records)))
+	op.BaseOffset = res.FirstOffset
+	op.LogAppendTime = res.LogAppendTime
+	op.LogStartOffset = res.LogStartOffset
+	return 0, ""
+}
