@@ -363,20 +363,20 @@ func apiCfgValue(cfgs map[string]kmsg.DescribeConfigsResponseResourceConfig, nam
 
 // Advertised ranges that KAFKA-COMPAT.md fixes.
 var apiWantRanges = []struct{ key, min, max int16 }{
-	{0, 0, 11},  // Produce
-	{1, 4, 12},  // Fetch
-	{2, 1, 9},   // ListOffsets
-	{3, 0, 12},  // Metadata
-	{18, 0, 4},  // ApiVersions
-	{19, 2, 7},  // CreateTopics
-	{20, 1, 6},  // DeleteTopics
-	{21, 0, 2},  // DeleteRecords
-	{23, 2, 4},  // OffsetForLeaderEpoch
-	{32, 1, 4},  // DescribeConfigs
-	{33, 0, 2},  // AlterConfigs
-	{44, 0, 1},  // IncrementalAlterConfigs
-	{37, 0, 3},  // CreatePartitions
-	{60, 0, 1},  // DescribeCluster
+	{0, 0, 11}, // Produce
+	{1, 4, 12}, // Fetch
+	{2, 1, 9},  // ListOffsets
+	{3, 0, 12}, // Metadata
+	{18, 0, 4}, // ApiVersions
+	{19, 2, 7}, // CreateTopics
+	{20, 1, 6}, // DeleteTopics
+	{21, 0, 2}, // DeleteRecords
+	{23, 2, 4}, // OffsetForLeaderEpoch
+	{32, 1, 4}, // DescribeConfigs
+	{33, 0, 2}, // AlterConfigs
+	{44, 0, 1}, // IncrementalAlterConfigs
+	{37, 0, 3}, // CreatePartitions
+	{60, 0, 1}, // DescribeCluster
 }
 
 // Keys that must not be advertised: SASL, transactions, KIP-848.
