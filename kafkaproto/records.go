@@ -7,6 +7,9 @@ import (
 	"math"
 )
 
+// decodeRecordsLimit is MaxDecompressedSize; tests lower it to stay fast.
+var decodeRecordsLimit = MaxDecompressedSize
+
 // Record is one record of a batch. Offsets and timestamps are deltas from the
 // batch's base offset and base timestamp.
 type Record struct {
@@ -47,7 +50,7 @@ func DecodeRecords(b []byte) (BatchHeader, []Record, error) {
 	}
 	data := b[RecordBatchHeaderSize:h.Size()]
 	if c := h.Codec(); c != CodecNone {
-		if data, err = Decompress(c, data, MaxDecompressedSize); err != nil {
+		if data, err = Decompress(c, data, decodeRecordsLimit); err != nil {
 			return h, nil, fmt.Errorf("decode records at offset %d: %w", h.BaseOffset, err)
 		}
 	}
