@@ -1,0 +1,166 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// BrokerInfo is what a live broker publishes about itself.
+type BrokerInfo struct {
+	ID   int32
+	Host string
+	Port int32
+	Rack string
+}
+
+// brokerRecord is the JSON value at <prefix>/brokers/<id>.
+type brokerRecord struct {
+	ID   int32  `json:"id"`
+	Host string `json:"host"`
+	Port int32  `json:"port"`
+	Rack string `json:"rack,omitempty"`
+}
+
+// registration is this Store's broker registration.
+type registration struct {
+	id    int32
+	lease clientv3.LeaseID
+	lost  chan struct{} // closed when the keep-alive stops (lease expired, revoked or Store closed)
+}
+
+// RegisterBroker puts the broker under a lease of Config.LeaseTTL kept alive
+// in the background by a goroutine owned by the Store (stopped by Close, which
+// also revokes the lease so the broker disappears at once). A second live
+// registration of the same ID, from any Store, is refused with ErrConflict;
+// so is a second registration on one Store while the first is alive. If the
+// lease is lost (etcd unreachable longer than the TTL), RegistrationLost is
+// closed and RegisterBroker may be called again.
+func (s *Store) RegisterBroker(ctx context.Context, b BrokerInfo) error {
+	op := fmt.Sprintf("register broker %d", b.ID)
+	if b.ID < 0 || b.Host == "" || b.Port <= 0 || b.Port > math.MaxUint16 {
+		return fmt.Errorf("%s: %w: id %d host %q port %d", op, ErrInvalid, b.ID, b.Host, b.Port)
+	}
+	if s.ctx.Err() != nil {
+		return fmt.Errorf("%s: %w: store closed", op, ErrUnavailable)
+	}
+	s.mu.Lock()
+	if r := s.reg; r != nil {
+		select {
+		case <-r.lost:
+		default:
+			s.mu.Unlock()
+			return fmt.Errorf("%s: %w: this store already registered broker %d", op, ErrConflict, r.id)
+		}
+	}
+	s.mu.Unlock()
+
+	val, err := json.Marshal(brokerRecord(b))
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	ttl := int64(math.Ceil(s.cfg.LeaseTTL.Seconds()))
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	lease, err := s.cli.Grant(ctx, ttl)
+	if err != nil {
+		return s.classify(op+": grant lease", ctx, err)
+	}
+	key := s.keys.broker(b.ID)
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(lease.ID))).
+		Commit()
+	if err != nil || !resp.Succeeded {
+		s.revokeQuietly(lease.ID)
+		if err != nil {
+			return s.classify(op, ctx, err)
+		}
+		return fmt.Errorf("%s: %w: broker id %d is registered by a live broker", op, ErrConflict, b.ID)
+	}
+
+	// The keep-alive context is the Store's: it outlives the caller's ctx.
+	ka, err := s.cli.KeepAlive(s.ctx, lease.ID)
+	if err != nil {
+		s.revokeQuietly(lease.ID)
+		return s.classify(op+": keep lease alive", nil, err)
+	}
+	reg := &registration{id: b.ID, lease: lease.ID, lost: make(chan struct{})}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("%s: %w: store closed", op, ErrUnavailable)
+	}
+	s.reg = reg
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.keepAlive(reg, ka)
+	}()
+	s.mu.Unlock()
+	s.log.Info("broker registered", "broker", b.ID, "host", b.Host, "port", b.Port, "lease_ttl", time.Duration(ttl)*time.Second)
+	return nil
+}
+
+// keepAlive drains the keep-alive responses; the channel closes when the
+// lease is gone or the Store is closing.
+func (s *Store) keepAlive(reg *registration, ka <-chan *clientv3.LeaseKeepAliveResponse) {
+	defer close(reg.lost)
+	for range ka {
+	}
+	if s.ctx.Err() == nil {
+		s.log.Error("broker registration lease lost", "broker", reg.id, "lease", int64(reg.lease))
+	}
+}
+
+func (s *Store) revokeQuietly(id clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
+	defer cancel()
+	if _, err := s.cli.Revoke(ctx, id); err != nil {
+		s.log.Warn("revoke unused lease", "lease", int64(id), "err", err)
+	}
+}
+
+// RegistrationLost returns a channel closed when this Store's broker
+// registration ends (lease expired or Store closed); nil if the Store has not
+// registered a broker.
+func (s *Store) RegistrationLost() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reg == nil {
+		return nil
+	}
+	return s.reg.lost
+}
+
+// Brokers returns the live (registered, lease not expired) brokers sorted by ID.
+func (s *Store) Brokers(ctx context.Context) ([]BrokerInfo, error) {
+	const op = "list brokers"
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.keys.brokers(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, s.classify(op, ctx, err)
+	}
+	out := make([]BrokerInfo, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		idStr := strings.TrimPrefix(string(kv.Key), s.keys.brokers())
+		if _, err := strconv.ParseInt(idStr, 10, 32); err != nil {
+			continue // not a broker key
+		}
+		var r brokerRecord
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			return nil, fmt.Errorf("%s: decode %s: %w", op, kv.Key, err)
+		}
+		out = append(out, BrokerInfo(r))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}

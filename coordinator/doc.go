@@ -1,0 +1,88 @@
+// Package coordinator owns Strata's cluster metadata in etcd: the cluster ID,
+// the registry of live brokers (etcd leases), topics with their configs, and
+// each partition's state (replicas, leader, leader epoch, ISR, partition
+// epoch), changed only by compare-and-swap transactions. It starts an embedded
+// single-member etcd when no endpoints are given, so `strata serve` needs
+// nothing installed.
+//
+// It is not the consumer-group coordinator (that lives under broker) and it
+// imports nothing else of this project. It never interprets configs, never
+// picks leaders on its own and never retries a lost compare-and-swap on the
+// caller's behalf in a way that could hide a concurrent change: a stale
+// revision or epoch is always ErrConflict.
+//
+// # Key space
+//
+// Every key lives under Config.Prefix (default "/strata"). One subtree per
+// kind of metadata, so later kinds slot in without touching existing ones:
+//
+//	<prefix>/cluster/id                        cluster ID, 22 chars (base64url UUID), created once
+//	<prefix>/brokers/<id>                      BrokerInfo JSON, attached to the broker's lease
+//	<prefix>/topics/<name>                     topic record JSON (see below)
+//	<prefix>/topics/<name>/partitions/<p>      current state of partition p, once it changed
+//
+// reserved for later issues (not written yet):
+//
+//	<prefix>/controller                        controller election (lease-held key)
+//	<prefix>/remote/<topicID>/<p>/<segmentID>  remote-segment metadata (copy/delete state)
+//	<prefix>/groups/<group>/...                consumer-group offsets
+//	<prefix>/producer-ids/next                 producer-id block allocation
+//
+// Topic names are legal Kafka names ([a-zA-Z0-9._-], at most 249), so they
+// never contain '/', and "<prefix>/topics/" alone holds every topic and all
+// its partition state: one range read lists the cluster at one revision and
+// one prefix watch follows it.
+//
+// # Records
+//
+// Values are JSON with short field names and a version; etcd gives integrity
+// (raft log and bbolt checksums), so no CRC is added. Topic record:
+//
+//	{"v":1,
+//	 "id":"6ba7b810-9dad-41d1-80b4-00c04fd430c8",   topic UUID
+//	 "configs":{"retention.ms":"86400000"},           omitted when empty
+//	 "partitions":[{"p":0,"r":[1,2,3],"l":1,"le":0,"isr":[1,2,3],"pe":0}, ...]}
+//
+// Partition state record (same shape as one element above):
+//
+//	{"p":0,"r":[1,2,3],"l":2,"le":1,"isr":[2,3],"pe":1}
+//	 p partition, r replicas, l leader (-1 none), le leader epoch,
+//	 isr in-sync replicas, pe partition epoch
+//
+// # Why partitions live in the topic record
+//
+// etcd allows 128 operations per transaction, yet CreateTopic must be atomic
+// for any partition count. So the topic record carries every partition's
+// initial state and creation is a single put (guarded by "create revision =
+// 0"): atomic for 1 or 10,000 partitions, bounded only by the record size
+// (refused above 1.4 MiB, about 20,000 three-replica partitions; etcd's
+// default request limit is 1.5 MiB). AddPartitions rewrites the record with a
+// compare on its mod revision.
+//
+// Leadership and ISR change often and per partition, so UpdatePartition writes
+// <prefix>/topics/<name>/partitions/<p> instead, created lazily on the first
+// change. The current state of a partition is that key if present, else the
+// record's entry. An update compares the partition key's mod revision (or its
+// absence) and the topic record's create revision (so a deleted and re-created
+// topic is never written to), and it refuses unless the stored partition epoch
+// is the expected one. Because partition updates never touch the record, the
+// topic Revision used by SetTopicConfigs/AddPartitions does not move with ISR
+// churn. DeleteTopic removes the record and the whole "<name>/" subtree in one
+// transaction.
+//
+// # Failure behaviour
+//
+// Every request is bounded by Config.DialTimeout; a timeout, a missing etcd
+// leader or a refused connection is ErrUnavailable (an unreachable etcd makes
+// Open fail within DialTimeout, never hang). Each write is one transaction:
+// it happened entirely or not at all, but after ErrUnavailable the caller
+// cannot tell which and must re-read.
+//
+// # Goroutines
+//
+// The Store owns the lease keep-alive of RegisterBroker and one goroutine per
+// WatchTopics call; Close cancels and waits for all of them, then revokes the
+// broker lease (so the broker vanishes at once), closes the client and stops
+// the embedded etcd. Lock: Store.mu guards only the closed flag and the
+// registration; no etcd I/O happens under it.
+package coordinator

@@ -1,0 +1,103 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// startEmbedded starts a single-member etcd in dir and waits until it serves.
+// listen is the client host:port; "" picks a free 127.0.0.1 port. The peer URL
+// always gets a free 127.0.0.1 port: a single member never talks to peers, and
+// a restart with a different peer port keeps its data. Because a port picked
+// free can be taken before etcd binds it, a start with chosen ports is retried
+// a few times.
+func startEmbedded(ctx context.Context, dir, listen string) (*embed.Etcd, []string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("start embedded etcd in %s: %w", dir, err)
+	}
+	attempts := 3
+	var lastErr error
+	for i := 0; i < attempts; i++ {
+		clientHostPort := listen
+		if clientHostPort == "" {
+			p, err := freePort()
+			if err != nil {
+				return nil, nil, fmt.Errorf("start embedded etcd in %s: %w", dir, err)
+			}
+			clientHostPort = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+		}
+		peerPort, err := freePort()
+		if err != nil {
+			return nil, nil, fmt.Errorf("start embedded etcd in %s: %w", dir, err)
+		}
+		e, urls, err := startEmbeddedOnce(ctx, dir, clientHostPort, net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort)))
+		if err == nil {
+			return e, urls, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, nil, lastErr
+}
+
+func startEmbeddedOnce(ctx context.Context, dir, clientHostPort, peerHostPort string) (*embed.Etcd, []string, error) {
+	cu, err := url.Parse("http://" + clientHostPort)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start embedded etcd: %w: client address %q: %v", ErrInvalid, clientHostPort, err)
+	}
+	pu, _ := url.Parse("http://" + peerHostPort)
+
+	cfg := embed.NewConfig()
+	cfg.Name = "strata"
+	cfg.Dir = dir
+	cfg.LogLevel = "error"
+	cfg.ListenClientUrls = []url.URL{*cu}
+	cfg.AdvertiseClientUrls = []url.URL{*cu}
+	cfg.ListenPeerUrls = []url.URL{*pu}
+	cfg.AdvertisePeerUrls = []url.URL{*pu}
+	cfg.ListenMetricsUrls = nil
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.AutoCompactionMode = embed.CompactorModePeriodic
+	cfg.AutoCompactionRetention = "1h"
+
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start embedded etcd in %s on %s: %w", dir, clientHostPort, err)
+	}
+	timer := time.NewTimer(embedStartTimeout)
+	defer timer.Stop()
+	select {
+	case <-e.Server.ReadyNotify():
+		return e, []string{cu.String()}, nil
+	case err := <-e.Err():
+		e.Close()
+		return nil, nil, fmt.Errorf("start embedded etcd in %s on %s: %w", dir, clientHostPort, err)
+	case <-timer.C:
+		e.Server.Stop()
+		e.Close()
+		return nil, nil, fmt.Errorf("start embedded etcd in %s on %s: %w: not ready after %s", dir, clientHostPort, ErrUnavailable, embedStartTimeout)
+	case <-ctx.Done():
+		e.Server.Stop()
+		e.Close()
+		return nil, nil, fmt.Errorf("start embedded etcd in %s on %s: %w", dir, clientHostPort, ctx.Err())
+	}
+}
+
+// freePort asks the kernel for a free 127.0.0.1 TCP port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pick free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
