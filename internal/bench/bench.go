@@ -1,0 +1,155 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Options are the run's settings, from the command line.
+type Options struct {
+	Only     []string      // benchmark ids or families to run; empty = all
+	Reps     int           // repetitions per benchmark
+	Duration time.Duration // measured window of saturating benchmarks
+	Warmup   time.Duration // unmeasured lead-in before the window
+	C1Bytes  int64         // bytes produced before C1 consumes them
+	Out      string        // directory of the JSON reports
+	DataDir  string        // where brokers and D_fsync write
+	Bin      string        // strata binary
+	Quick    bool          // smoke run: short durations, small sizes
+	Limits   LimitParams
+}
+
+// Env is what a benchmark gets to work with.
+type Env struct {
+	Opts    Options
+	DataDir string    // this run's private directory; removed at the end
+	Bin     string    // strata binary
+	Log     io.Writer // progress lines (stderr)
+}
+
+func (e *Env) logf(format string, args ...any) {
+	if e.Log != nil {
+		fmt.Fprintf(e.Log, "bench: "+format+"\n", args...)
+	}
+}
+
+// Figure names used in reports.
+const (
+	FigMBps       = "mb_s"         // wall MB/s
+	FigMBperCPU   = "mb_per_cpu_s" // MB per broker-CPU-second
+	FigCPUSeconds = "cpu_s"        // broker CPU seconds in the window
+	FigRatio      = "ratio"        // primary figure / limit
+	FigBytes      = "bytes"        // bytes counted in the window
+	FigSeconds    = "seconds"      // length of the window
+	FigErrors     = "errors"       // client-side errors in the window
+)
+
+// Rep is the figures of one repetition, by figure name.
+type Rep map[string]Value
+
+// Runner runs the repetitions of one benchmark after its Prepare.
+type Runner interface {
+	// Rep measures repetition i (0-based). An error means the repetition
+	// measured nothing; partial figures may still be returned.
+	Rep(ctx context.Context, i int) (Rep, error)
+	// Close stops every process the benchmark started and removes its data.
+	Close() error
+}
+
+// Benchmark is one row of the table of named benchmarks.
+type Benchmark struct {
+	ID          string  // "P1", "P1-lz4", "C1"…: the family is the part before '-'
+	Title       string  // one line
+	Primary     string  // figure compared with the limit (FigMBps…)
+	Limit       string  // limit name (LimitDFsync…)
+	LimitFactor float64 // the limit is Limit × LimitFactor (P2: 1/3)
+	Goal        float64 // the median ratio must be ≥ Goal
+	Prepare     func(ctx context.Context, env *Env) (Runner, error)
+}
+
+// Benchmarks returns the table of named benchmarks, in run order.
+func Benchmarks() []Benchmark {
+	return []Benchmark{
+		{ID: "P1", Title: "produce, 1 broker, RF=1, acks=1, saturating, no compression",
+			Primary: FigMBps, Limit: LimitDFsync, LimitFactor: 1, Goal: 0.5, Prepare: prepareP1("none")},
+		{ID: "P1-lz4", Title: "produce, 1 broker, RF=1, acks=1, saturating, lz4",
+			Primary: FigMBps, Limit: LimitDFsync, LimitFactor: 1, Goal: 0.5, Prepare: prepareP1("lz4")},
+		{ID: "C1", Title: "hot consume from earliest, 6 partitions",
+			Primary: FigMBps, Limit: LimitNLo, LimitFactor: 1, Goal: 0.35, Prepare: prepareC1},
+	}
+}
+
+// Select returns the benchmarks of table named by only (ids or families,
+// case-insensitive: "P1" selects P1 and P1-lz4); all of them when only is
+// empty. An unknown name is an error.
+func Select(table []Benchmark, only []string) ([]Benchmark, error) {
+	if len(only) == 0 {
+		return table, nil
+	}
+	var out []Benchmark
+	for _, b := range table {
+		fam, _, _ := strings.Cut(b.ID, "-")
+		for _, o := range only {
+			if strings.EqualFold(o, b.ID) || strings.EqualFold(o, fam) {
+				out = append(out, b)
+				break
+			}
+		}
+	}
+	for _, o := range only {
+		found := false
+		for _, b := range out {
+			fam, _, _ := strings.Cut(b.ID, "-")
+			if strings.EqualFold(o, b.ID) || strings.EqualFold(o, fam) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("bench: unknown benchmark %q", o)
+		}
+	}
+	return out, nil
+}
+
+// throughputRep turns the raw measurements of a throughput repetition into
+// its figures.
+func throughputRep(bytes int64, seconds float64, cpu Value, errs int64) Rep {
+	r := Rep{
+		FigBytes:      Measured(float64(bytes), "B"),
+		FigSeconds:    Measured(seconds, "s"),
+		FigCPUSeconds: cpu,
+		FigErrors:     Measured(float64(errs), ""),
+	}
+	if bytes <= 0 {
+		r[FigMBps] = Unmeasured("MB/s", "no bytes counted in the window")
+	} else {
+		r[FigMBps] = mbPerSec(bytes, seconds)
+	}
+	switch {
+	case !r[FigMBps].OK():
+		r[FigMBperCPU] = Unmeasured("MB/cpu-s", r[FigMBps].Reason)
+	case !cpu.OK():
+		r[FigMBperCPU] = Unmeasured("MB/cpu-s", "broker cpu: "+cpu.Reason)
+	case *cpu.V <= 0:
+		r[FigMBperCPU] = Unmeasured("MB/cpu-s", "broker used no measurable cpu (< 1 tick)")
+	default:
+		r[FigMBperCPU] = Measured(float64(bytes)/1e6 / *cpu.V, "MB/cpu-s")
+	}
+	return r
+}
+
+// sleepCtx waits d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,92 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// P1: produce to one broker (RF=1, acks=1) as fast as it takes it.
+//
+// Each repetition starts a fresh broker on a fresh data directory, creates
+// a 6-partition topic, runs p1Clients saturating producers, and counts the
+// value bytes acknowledged in the measured window (after the warm-up).
+// Broker CPU is read from /proc/<pid>/stat at the window's edges.
+
+const (
+	p1Partitions = 6
+	p1Clients    = 3
+	p1Records    = 4096 // distinct records generated up front (4 MiB)
+)
+
+type p1Runner struct {
+	env   *Env
+	codec string
+	recs  [][]byte
+}
+
+func prepareP1(codec string) func(context.Context, *Env) (Runner, error) {
+	return func(ctx context.Context, env *Env) (Runner, error) {
+		if _, err := codecOf(codec); err != nil {
+			return nil, err
+		}
+		return &p1Runner{env: env, codec: codec, recs: GenerateRecords(p1Records, 1)}, nil
+	}
+}
+
+func (r *p1Runner) Close() error { return nil }
+
+func (r *p1Runner) Rep(ctx context.Context, i int) (Rep, error) {
+	opts := r.env.Opts
+	bp, err := r.env.startBroker(ctx, fmt.Sprintf("p1-%s-rep%d", r.codec, i+1), 0,
+		fmt.Sprintf("--num.partitions=%d", p1Partitions))
+	if err != nil {
+		return nil, err
+	}
+	defer bp.stop()
+
+	admin, err := adminClient(bp.b.Addr)
+	if err != nil {
+		return nil, err
+	}
+	const topic = "bench-p1"
+	_, err = createTopic(ctx, admin, topic, p1Partitions, 1, nil)
+	admin.Close()
+	if err != nil {
+		return nil, err
+	}
+
+	g, err := newLoadGen(loadParams{addr: bp.b.Addr, topic: topic, partitions: p1Partitions,
+		clients: p1Clients, codec: r.codec}, r.recs)
+	if err != nil {
+		return nil, err
+	}
+	defer g.close()
+	lctx, cancel := context.WithTimeout(ctx, opts.Warmup+opts.Duration+30*time.Second)
+	defer cancel()
+	pids := []int{bp.b.PID()}
+	g.start(lctx)
+
+	if err := sleepCtx(lctx, opts.Warmup); err != nil {
+		return nil, err
+	}
+	b0, e0, c0, t0 := g.acked.Load(), g.errs.Load(), snapshotCPU(pids), time.Now()
+	if err := sleepCtx(lctx, opts.Duration); err != nil {
+		return nil, err
+	}
+	b1, e1, c1, t1 := g.acked.Load(), g.errs.Load(), snapshotCPU(pids), time.Now()
+	cancel()
+	g.wait()
+
+	rep := throughputRep(b1-b0, t1.Sub(t0).Seconds(), cpuSeconds(c0, c1), e1-e0)
+	if err := bp.alive(); err != nil {
+		return rep, err
+	}
+	if b1 == b0 {
+		if err := g.lastErr(); err != nil {
+			return rep, fmt.Errorf("bench: P1: nothing acknowledged in the window; first produce error: %w", err)
+		}
+		return rep, fmt.Errorf("bench: P1: nothing acknowledged in the window")
+	}
+	return rep, nil
+}
