@@ -484,6 +484,7 @@ func TestAPI(t *testing.T) {
 		c.send(rawProduceReq(11, 0, topic, 0, rawBatch(rawBatchSpec{}, rawValues("fire-and-forget")...)))
 		av := kmsg.NewPtrApiVersionsRequest()
 		av.Version = 3
+		av.ClientSoftwareName, av.ClientSoftwareVersion = "strata-apitest", "1.0.0"
 		corr := c.send(av)
 		frame, err := c.readFrame(rawIOTimeout)
 		if err != nil {
@@ -517,6 +518,7 @@ func TestAPI(t *testing.T) {
 			case 1:
 				av := kmsg.NewPtrApiVersionsRequest()
 				av.Version = 3
+				av.ClientSoftwareName, av.ClientSoftwareVersion = "strata-apitest", "1.0.0"
 				req = av
 			case 2:
 				md := kmsg.NewPtrMetadataRequest()
@@ -1319,7 +1321,7 @@ func TestAPI(t *testing.T) {
 		r := kgo.StringRecord("via-kgo")
 		r.Topic = topic
 		r.Partition = 1
-		pcl := apiKgo(t, addr, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		pcl := apiKgo(t, addr, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.DisableIdempotentWrite())
 		if err := pcl.ProduceSync(ctx, r).FirstErr(); err != nil {
 			t.Fatalf("kgo produce: %v", err)
 		}

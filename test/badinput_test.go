@@ -31,7 +31,7 @@ func rawNewHealth(t *testing.T, addr, topic string) *rawHealth {
 	t.Helper()
 	return &rawHealth{
 		topic:    topic,
-		producer: apiKgo(t, addr, kgo.DefaultProduceTopic(topic)),
+		producer: apiKgo(t, addr, kgo.DefaultProduceTopic(topic), kgo.DisableIdempotentWrite()), // idempotence is not what is tested here
 		consumer: apiKgo(t, addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())),
 	}
 }
