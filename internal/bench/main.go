@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -161,17 +162,28 @@ func ParseSize(s string) (int64, error) {
 
 // resolveBin picks the strata binary: opts.Bin, $STRATA_BIN, this
 // executable when it is named strata, else harness.Binary (go build).
+// The binary must exist and be executable.
 func resolveBin(opts Options) (string, error) {
-	if opts.Bin != "" {
-		return opts.Bin, nil
+	bin := opts.Bin
+	if bin == "" {
+		bin = os.Getenv("STRATA_BIN")
 	}
-	if p := os.Getenv("STRATA_BIN"); p != "" {
-		return p, nil
+	if bin == "" {
+		if exe, err := os.Executable(); err == nil && filepath.Base(exe) == "strata" {
+			bin = exe
+		}
 	}
-	if exe, err := os.Executable(); err == nil && filepath.Base(exe) == "strata" {
-		return exe, nil
+	if bin == "" {
+		var err error
+		if bin, err = harness.Binary(); err != nil {
+			return "", err
+		}
 	}
-	return harness.Binary()
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return "", fmt.Errorf("bench: strata binary: %w", err)
+	}
+	return path, nil
 }
 
 // Run measures the limits, runs the selected benchmarks, measures the
