@@ -128,8 +128,9 @@ func clientCrashRun(t *testing.T, acks kgo.Acks) {
 	loadStart := time.Now()
 	for k := 0; k < kills; k++ {
 		before := prod.ackedCount()
-		clientEventually(t, 20*time.Second, fmt.Sprintf("kill %d: 1500 more acknowledged records and 1.5 s of load (have %d)", k+1, before), func() bool {
-			return prod.ackedCount() >= before+1500 && time.Since(loadStart) > 1500*time.Millisecond
+		clientEventually(t, 20*time.Second, fmt.Sprintf("kill %d: 1500 more acknowledged records and 1.5 s of load", k+1), func() (bool, string) {
+			n := prod.ackedCount()
+			return n >= before+1500 && time.Since(loadStart) > 1500*time.Millisecond, fmt.Sprintf("%d acknowledged, %d before", n, before)
 		})
 		if err := b.Kill(); err != nil {
 			t.Fatalf("kill %d: %v", k+1, err)
@@ -147,8 +148,9 @@ func clientCrashRun(t *testing.T, acks kgo.Acks) {
 		loadStart = time.Now()
 	}
 	after := prod.ackedCount()
-	clientEventually(t, 25*time.Second, "producer acknowledgements after the last restart", func() bool {
-		return prod.ackedCount() >= after+1000
+	clientEventually(t, 25*time.Second, "1000 acknowledgements after the last restart", func() (bool, string) {
+		n := prod.ackedCount()
+		return n >= after+1000, fmt.Sprintf("%d acknowledged, %d at restart", n, after)
 	})
 	stopProducer()
 	flushCtx, cancelFlush := context.WithTimeout(context.Background(), 25*time.Second)

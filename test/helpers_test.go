@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"net/url"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,7 +19,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"go.etcd.io/etcd/server/v3/embed"
 )
 
 // clientStartBroker starts a broker with an embedded etcd in a fresh
@@ -208,6 +206,12 @@ func clientFetchRawBatches(t *testing.T, cl *kgo.Client, topic string, p int32) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// Fetch v13+ addresses topics by id, older versions by name: set both.
+	td, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil || td[topic].Err != nil {
+		t.Fatalf("raw fetch %s: look up topic id: %v %v", topic, err, td[topic].Err)
+	}
+	topicID := td[topic].ID
 	next := int64(0)
 	for i := 0; i < 100000; i++ {
 		req := kmsg.NewPtrFetchRequest()
@@ -216,6 +220,7 @@ func clientFetchRawBatches(t *testing.T, cl *kgo.Client, topic string, p int32) 
 		req.MaxBytes = 8 << 20
 		rt := kmsg.NewFetchRequestTopic()
 		rt.Topic = topic
+		rt.TopicID = topicID
 		rp := kmsg.NewFetchRequestTopicPartition()
 		rp.Partition = p
 		rp.FetchOffset = next
@@ -285,52 +290,21 @@ func clientCheckBatches(t *testing.T, name string, batches []clientBatch, hwm in
 	}
 }
 
-// clientEventually polls cond every 50 ms until it holds or d passes.
-func clientEventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+// clientEventually polls cond every 50 ms until it holds or d passes; on
+// timeout it fails the test with what and cond's last status.
+func clientEventually(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	for !cond() {
+	for {
+		ok, status := cond()
+		if ok {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
+			t.Fatalf("timed out after %v waiting for %s; last: %s", d, what, status)
 		}
 		<-tick.C
 	}
-}
-
-// clientStartEtcd starts a single-node etcd inside the test process on free
-// 127.0.0.1 ports and returns its client endpoints; it stops on cleanup.
-func clientStartEtcd(t *testing.T) []string {
-	t.Helper()
-	cport, err := harness.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pport, err := harness.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	curl, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", cport))
-	purl, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", pport))
-	cfg := embed.NewConfig()
-	cfg.Name = "e2e"
-	cfg.Dir = filepath.Join(t.TempDir(), "etcd")
-	cfg.LogLevel = "error"
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*curl}, []url.URL{*curl}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*purl}, []url.URL{*purl}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatalf("start etcd: %v", err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		t.Fatalf("etcd: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("etcd not ready after 20s")
-	}
-	return []string{curl.String()}
 }
