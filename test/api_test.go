@@ -1438,3 +1438,64 @@ func TestAPIRestart(t *testing.T) {
 	freq.Topics[0].Partitions[0].CurrentLeaderEpoch = epoch - 1
 	apiWantCode(t, "fetch v12 older current epoch", rawFetchPartition(t, rawReq[*kmsg.FetchResponse](t, addr, freq)).ErrorCode, kerr.FencedLeaderEpoch)
 }
+
+// TestAPICreateTopicsConcurrently creates topics from many connections at
+// once and produces five records to each as soon as it accepts writes: every
+// acknowledged record must keep its offset and still be there afterwards (a
+// topic created in between must never make the broker drop another topic's
+// partition).
+func TestAPICreateTopicsConcurrently(t *testing.T) {
+	b := apiStartBroker(t, "--auto.create.topics.enable=false")
+	addr := b.Addr
+	const n, perTopic = 32, 5
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			name := fmt.Sprintf("api-conc-%d", i)
+			if err := rawCreateTopicOnce(addr, name, 1); err != nil {
+				errs <- err
+				return
+			}
+			deadline := time.Now().Add(15 * time.Second)
+			for j := int64(0); j < perTopic; {
+				off, err := rawProduceOnce(addr, name, 0, fmt.Sprintf("%s/%d", name, j))
+				if err == nil {
+					if off != j {
+						errs <- fmt.Errorf("%s: record %d acknowledged at offset %d: earlier acknowledged records were lost", name, j, off)
+						return
+					}
+					j++
+					continue
+				}
+				if time.Now().After(deadline) {
+					errs <- fmt.Errorf("%s: record %d: %w", name, j, err)
+					return
+				}
+				time.Sleep(20 * time.Millisecond) // retry interval while the new topic gets its leader
+			}
+			errs <- nil
+		}()
+	}
+	failed := 0
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+			failed++
+		}
+	}
+	if failed > 0 {
+		return
+	}
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("api-conc-%d", i)
+		want := make([]string, perTopic)
+		for j := range want {
+			want[j] = fmt.Sprintf("%s/%d", name, j)
+		}
+		if hw := apiHighWatermark(t, addr, name, 0); hw != perTopic {
+			t.Errorf("%s: high watermark %d after %d acknowledged records", name, hw, perTopic)
+			continue
+		}
+		apiWantValues(t, name, apiFetchAll(t, addr, name, 0, 0), 0, want...)
+	}
+}

@@ -463,3 +463,36 @@ func rawProduceOnce(addr, topic string, partition int32, value string) (int64, e
 	}
 	return pr.Topics[0].Partitions[0].BaseOffset, nil
 }
+
+// rawCreateTopicOnce creates a topic (CreateTopics v7) on a fresh
+// connection, reporting errors instead of failing a test.
+func rawCreateTopicOnce(addr, name string, partitions int32) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	req := apiCreateTopicsReq(7, false, name, partitions, 1, nil)
+	if err := c.SetWriteDeadline(time.Now().Add(rawIOTimeout)); err != nil {
+		return err
+	}
+	if _, err := c.Write(kmsg.NewRequestFormatter().AppendRequest(nil, req, 1)); err != nil {
+		return err
+	}
+	frame, err := (&rawConn{c: c}).readFrame(rawIOTimeout)
+	if err != nil {
+		return err
+	}
+	resp, err := rawDecode(req, req.Version, frame[4:])
+	if err != nil {
+		return err
+	}
+	ct := resp.(*kmsg.CreateTopicsResponse)
+	if len(ct.Topics) != 1 {
+		return errors.New("malformed create topics response")
+	}
+	if code := ct.Topics[0].ErrorCode; code != 0 {
+		return fmt.Errorf("create topic %s: error code %d", name, code)
+	}
+	return nil
+}
