@@ -82,7 +82,8 @@ func WalkBatches(data []byte, want int64) (next int64, bytes int64, n int, err e
 
 type c1Runner struct {
 	env   *Env
-	bp    *brokerProc
+	bp    *brokerProc // nil when the broker is not ours
+	pids  []int
 	cl    *kgo.Client
 	ti    topicInfo
 	start []int64 // log start offsets
@@ -94,14 +95,25 @@ func prepareC1(ctx context.Context, env *Env) (Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &c1Runner{env: env, bp: bp}
-	ok := false
+	r, err := newC1Runner(ctx, env, bp.b.Addr, []int{bp.b.PID()})
+	if err != nil {
+		bp.stop()
+		return nil, err
+	}
+	r.bp = bp
+	return r, nil
+}
+
+// newC1Runner creates the topic on the broker at addr and fills it with
+// env.Opts.C1Bytes; pids are the broker processes whose CPU is counted.
+func newC1Runner(ctx context.Context, env *Env, addr string, pids []int) (_ *c1Runner, err error) {
+	r := &c1Runner{env: env, pids: pids}
 	defer func() {
-		if !ok {
+		if err != nil {
 			r.Close()
 		}
 	}()
-	if r.cl, err = adminClient(bp.b.Addr); err != nil {
+	if r.cl, err = adminClient(addr); err != nil {
 		return nil, err
 	}
 	const topic = "bench-c1"
@@ -112,7 +124,7 @@ func prepareC1(ctx context.Context, env *Env) (Runner, error) {
 	timeout := 60*time.Second + time.Duration(float64(total)/4e6*float64(time.Second))
 	env.logf("C1: producing %d bytes (bounded by %v)", total, timeout.Round(time.Second))
 	t0 := time.Now()
-	if err := produceBytes(ctx, loadParams{addr: bp.b.Addr, topic: topic, partitions: c1Partitions,
+	if err := produceBytes(ctx, loadParams{addr: addr, topic: topic, partitions: c1Partitions,
 		clients: p1Clients, codec: "none"}, GenerateRecords(p1Records, 2), total, timeout); err != nil {
 		return nil, fmt.Errorf("bench: C1 preload: %w", err)
 	}
@@ -130,7 +142,6 @@ func prepareC1(ctx context.Context, env *Env) (Runner, error) {
 	if want := (total + RecordSize - 1) / RecordSize; recs != want {
 		return nil, fmt.Errorf("bench: C1 preload: offsets span %d records, produced %d", recs, want)
 	}
-	ok = true
 	return r, nil
 }
 
@@ -139,24 +150,33 @@ func (r *c1Runner) Close() error {
 		r.cl.Close()
 		r.cl = nil
 	}
+	if r.bp == nil {
+		return nil
+	}
 	err := r.bp.stop()
 	r.bp = nil
 	return err
 }
 
+func (r *c1Runner) alive() error {
+	if r.bp == nil {
+		return nil
+	}
+	return r.bp.alive()
+}
+
 func (r *c1Runner) Rep(ctx context.Context, i int) (Rep, error) {
-	if err := r.bp.alive(); err != nil {
+	if err := r.alive(); err != nil {
 		return nil, err
 	}
-	pids := []int{r.bp.b.PID()}
-	c0, t0 := snapshotCPU(pids), time.Now()
+	c0, t0 := snapshotCPU(r.pids), time.Now()
 	bytes, err := r.consume(ctx)
-	c1, t1 := snapshotCPU(pids), time.Now()
+	c1, t1 := snapshotCPU(r.pids), time.Now()
 	if err != nil {
 		return nil, err
 	}
 	rep := throughputRep(bytes, t1.Sub(t0).Seconds(), cpuSeconds(c0, c1), 0)
-	return rep, r.bp.alive()
+	return rep, r.alive()
 }
 
 // consume reads every partition from start to end once and returns the

@@ -56,37 +56,44 @@ func (r *p1Runner) Rep(ctx context.Context, i int) (Rep, error) {
 		return nil, err
 	}
 
-	g, err := newLoadGen(loadParams{addr: bp.b.Addr, topic: topic, partitions: p1Partitions,
-		clients: p1Clients, codec: r.codec}, r.recs)
+	rep, err := measureProduce(ctx, loadParams{addr: bp.b.Addr, topic: topic, partitions: p1Partitions,
+		clients: p1Clients, codec: r.codec}, r.recs, []int{bp.b.PID()}, opts.Warmup, opts.Duration)
+	if aerr := bp.alive(); aerr != nil {
+		return rep, aerr
+	}
+	return rep, err
+}
+
+// measureProduce runs a saturating load generator against p.addr and
+// returns the figures of the window [warmup, warmup+duration): value bytes
+// acknowledged in it and the CPU the processes pids used in it.
+func measureProduce(ctx context.Context, p loadParams, recs [][]byte, pids []int, warmup, duration time.Duration) (Rep, error) {
+	g, err := newLoadGen(p, recs)
 	if err != nil {
 		return nil, err
 	}
 	defer g.close()
-	lctx, cancel := context.WithTimeout(ctx, opts.Warmup+opts.Duration+30*time.Second)
+	lctx, cancel := context.WithTimeout(ctx, warmup+duration+30*time.Second)
 	defer cancel()
-	pids := []int{bp.b.PID()}
 	g.start(lctx)
+	defer g.wait()
+	defer cancel() // stop producing before waiting
 
-	if err := sleepCtx(lctx, opts.Warmup); err != nil {
+	if err := sleepCtx(lctx, warmup); err != nil {
 		return nil, err
 	}
 	b0, e0, c0, t0 := g.acked.Load(), g.errs.Load(), snapshotCPU(pids), time.Now()
-	if err := sleepCtx(lctx, opts.Duration); err != nil {
+	if err := sleepCtx(lctx, duration); err != nil {
 		return nil, err
 	}
 	b1, e1, c1, t1 := g.acked.Load(), g.errs.Load(), snapshotCPU(pids), time.Now()
-	cancel()
-	g.wait()
 
 	rep := throughputRep(b1-b0, t1.Sub(t0).Seconds(), cpuSeconds(c0, c1), e1-e0)
-	if err := bp.alive(); err != nil {
-		return rep, err
-	}
 	if b1 == b0 {
 		if err := g.lastErr(); err != nil {
-			return rep, fmt.Errorf("bench: P1: nothing acknowledged in the window; first produce error: %w", err)
+			return rep, fmt.Errorf("bench: produce: nothing acknowledged in the window; first error: %w", err)
 		}
-		return rep, fmt.Errorf("bench: P1: nothing acknowledged in the window")
+		return rep, fmt.Errorf("bench: produce: nothing acknowledged in the window")
 	}
 	return rep, nil
 }
