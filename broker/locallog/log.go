@@ -111,11 +111,13 @@ type Log struct {
 	epochs        epochCache
 	closed        bool
 	dirDirty      bool
+	appendSeq     int64 // number of appends published; group-commit tickets
 
 	gcMu      sync.Mutex
 	gcCond    *sync.Cond
 	gcSyncing bool
-	gcDurable int64 // offsets below this are fsynced
+	gcDurable int64 // appends with a ticket (appendSeq) <= this are fsynced
+	gcSyncs   int64 // fsync rounds run for group commit (tests)
 }
 
 func (l *Log) active() *segment { return l.segs[len(l.segs)-1] }
@@ -143,24 +145,24 @@ type batchInfo struct {
 
 func (l *Log) append(records []byte, leaderEpoch int32, leader bool) (AppendResult, error) {
 	l.writeMu.Lock()
-	res, err := l.appendLocked(records, leaderEpoch, leader)
+	res, ticket, err := l.appendLocked(records, leaderEpoch, leader)
 	if err == nil {
 		err = l.applyFlushPolicy(res.LastOffset - res.FirstOffset + 1)
 	}
 	groupCommit := l.cfg.GroupCommit
 	l.writeMu.Unlock()
 	if err == nil && groupCommit {
-		err = l.waitDurable(res.LastOffset + 1)
+		err = l.waitDurable(ticket)
 	}
 	return res, err
 }
 
-func (l *Log) appendLocked(records []byte, leaderEpoch int32, leader bool) (AppendResult, error) {
+func (l *Log) appendLocked(records []byte, leaderEpoch int32, leader bool) (AppendResult, int64, error) {
 	if l.closed {
-		return AppendResult{}, ErrClosed
+		return AppendResult{}, 0, ErrClosed
 	}
 	if len(records) == 0 {
-		return AppendResult{}, fmt.Errorf("append: no batches: %w", ErrCorrupt)
+		return AppendResult{}, 0, fmt.Errorf("append: no batches: %w", ErrCorrupt)
 	}
 	first := l.leo
 	next := first
@@ -172,11 +174,11 @@ func (l *Log) appendLocked(records []byte, leaderEpoch int32, leader bool) (Appe
 	for rest, pos := records, int64(0); len(rest) > 0; {
 		b, r, err := kafkaproto.NextBatch(rest)
 		if err != nil {
-			return AppendResult{}, fmt.Errorf("append at offset %d: %v: %w", next, err, ErrCorrupt)
+			return AppendResult{}, 0, fmt.Errorf("append at offset %d: %v: %w", next, err, ErrCorrupt)
 		}
 		h, err := kafkaproto.ParseBatchHeader(b)
 		if err != nil || h.Magic != 2 || h.LastOffsetDelta < 0 {
-			return AppendResult{}, fmt.Errorf("append at offset %d: batch %d malformed: %w", next, len(batches), ErrCorrupt)
+			return AppendResult{}, 0, fmt.Errorf("append at offset %d: batch %d malformed: %w", next, len(batches), ErrCorrupt)
 		}
 		if leader {
 			kafkaproto.StampBaseOffset(b, next)
@@ -187,10 +189,10 @@ func (l *Log) appendLocked(records []byte, leaderEpoch int32, leader bool) (Appe
 			h, _ = kafkaproto.ParseBatchHeader(b)
 		} else {
 			if h.BaseOffset != next {
-				return AppendResult{}, fmt.Errorf("append as follower: batch base offset %d, log end %d: %w", h.BaseOffset, next, ErrOffsetOutOfRange)
+				return AppendResult{}, 0, fmt.Errorf("append as follower: batch base offset %d, log end %d: %w", h.BaseOffset, next, ErrOffsetOutOfRange)
 			}
 			if crc := kafkaproto.BatchCRC(b); crc != h.CRC {
-				return AppendResult{}, fmt.Errorf("append as follower at offset %d: crc %08x, computed %08x: %w", next, h.CRC, crc, ErrCorrupt)
+				return AppendResult{}, 0, fmt.Errorf("append as follower at offset %d: crc %08x, computed %08x: %w", next, h.CRC, crc, ErrCorrupt)
 			}
 		}
 		batches = append(batches, batchInfo{pos, h})
@@ -199,13 +201,13 @@ func (l *Log) appendLocked(records []byte, leaderEpoch int32, leader bool) (Appe
 		rest = r
 	}
 	if err := l.maybeRollLocked(int64(len(records)), batches[0].h.MaxTimestamp, next-1); err != nil {
-		return AppendResult{}, err
+		return AppendResult{}, 0, err
 	}
 	s := l.active()
 	base := s.size
 	if _, err := s.log.WriteAt(records, base); err != nil {
 		_ = s.log.Truncate(base)
-		return AppendResult{}, fmt.Errorf("append to segment %d at %d: %w", s.base, base, err)
+		return AppendResult{}, 0, fmt.Errorf("append to segment %d at %d: %w", s.base, base, err)
 	}
 	var offs []offsetEntry
 	var times []timeEntry
@@ -230,6 +232,8 @@ func (l *Log) appendLocked(records []byte, leaderEpoch int32, leader bool) (Appe
 	s.timeIdx = append(s.timeIdx, times...)
 	s.dirtyLog, s.dirtyIdx = true, true
 	l.leo = next
+	l.appendSeq++
+	ticket := l.appendSeq
 	epochChanged := false
 	for _, b := range batches {
 		if l.epochs.assign(b.h.PartitionLeaderEpoch, b.h.BaseOffset) {
@@ -245,10 +249,10 @@ func (l *Log) appendLocked(records []byte, leaderEpoch int32, leader bool) (Appe
 
 	if epochPayload != nil {
 		if err := writeCheckpoint(l.dir, leaderEpochFile, epochPayload); err != nil {
-			return AppendResult{}, err
+			return AppendResult{}, 0, err
 		}
 	}
-	return AppendResult{FirstOffset: first, LastOffset: next - 1, LogAppendTime: appendTime, LogStartOffset: logStart}, nil
+	return AppendResult{FirstOffset: first, LastOffset: next - 1, LogAppendTime: appendTime, LogStartOffset: logStart}, ticket, nil
 }
 
 // maybeRollLocked rolls the active segment when an append of n bytes ending
@@ -347,7 +351,7 @@ func (l *Log) flushLocked(checkpoint bool) error {
 		l.mu.Unlock()
 		return ErrClosed
 	}
-	leo := l.leo
+	leo, seq := l.leo, l.appendSeq
 	type job struct {
 		s        *segment
 		log, idx bool
@@ -398,7 +402,7 @@ func (l *Log) flushLocked(checkpoint bool) error {
 		return err
 	}
 	l.gcMu.Lock()
-	l.gcDurable = max(l.gcDurable, leo)
+	l.gcDurable = max(l.gcDurable, seq)
 	l.gcMu.Unlock()
 	if !checkpoint {
 		return nil
@@ -417,18 +421,19 @@ func (l *Log) flushLocked(checkpoint bool) error {
 	return nil
 }
 
-// waitDurable returns once every offset below end is fsynced. Appenders
+// waitDurable returns once the append with the given ticket is fsynced. Appenders
 // waiting together share one fsync: whoever finds no fsync running starts
 // one covering everything written so far; the others wait for it.
-func (l *Log) waitDurable(end int64) error {
+func (l *Log) waitDurable(ticket int64) error {
 	l.gcMu.Lock()
 	defer l.gcMu.Unlock()
-	for l.gcDurable < end {
+	for l.gcDurable < ticket {
 		if l.gcSyncing {
 			l.gcCond.Wait()
 			continue
 		}
 		l.gcSyncing = true
+		l.gcSyncs++
 		l.gcMu.Unlock()
 		l.flushMu.Lock()
 		err := l.flushLocked(false)

@@ -737,10 +737,14 @@ func TestGroupCommitConcurrent(t *testing.T) {
 		}
 	}
 	l.gcMu.Lock()
-	durable := l.gcDurable
+	durable, syncs := l.gcDurable, l.gcSyncs
 	l.gcMu.Unlock()
-	if durable != count {
-		t.Fatalf("durable up to %d, log end %d", durable, count)
+	if syncs < 1 || syncs >= writers*each {
+		t.Errorf("%d fsync rounds for %d concurrent appends: not shared", syncs, writers*each)
+	}
+	t.Logf("%d appends, %d fsync rounds", writers*each, syncs)
+	if durable != writers*each {
+		t.Fatalf("%d appends durable, want %d", durable, writers*each)
 	}
 	got, err := l.Read(0, 1<<30, -1, true)
 	if err != nil {

@@ -116,9 +116,6 @@ func (l *Log) TruncateTo(offset int64) error {
 	l.recoveryPoint = min(l.recoveryPoint, l.leo)
 	rp := l.recoveryPoint
 	l.mu.Unlock()
-	l.gcMu.Lock()
-	l.gcDurable = min(l.gcDurable, rp)
-	l.gcMu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -167,9 +164,6 @@ func (l *Log) truncateFullyLocked(offset int64) error {
 	l.epochs.entries = nil
 	l.dirDirty = true
 	l.mu.Unlock()
-	l.gcMu.Lock()
-	l.gcDurable = min(l.gcDurable, offset)
-	l.gcMu.Unlock()
 	if err := l.removeSegmentsLocked(0, n); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package locallog
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
@@ -218,11 +219,16 @@ func (l *Log) recover() error {
 	l.epochs.truncateFromEnd(l.leo)
 	l.epochs.truncateFromStart(l.logStart)
 	l.dirDirty = true
-	if err := writeCheckpoint(l.dir, leaderEpochFile, l.epochs.encode()); err != nil {
-		return err
+	// Rewrite checkpoints only when they differ from what is on disk.
+	if p, err := readCheckpoint(l.dir, leaderEpochFile); err != nil || !bytes.Equal(p, l.epochs.encode()) {
+		if err := writeCheckpoint(l.dir, leaderEpochFile, l.epochs.encode()); err != nil {
+			return err
+		}
 	}
-	if err := writeOffsetCheckpoint(l.dir, logStartFile, l.logStart); err != nil {
-		return err
+	if off, err := readOffsetCheckpoint(l.dir, logStartFile); err != nil || off != l.logStart {
+		if err := writeOffsetCheckpoint(l.dir, logStartFile, l.logStart); err != nil {
+			return err
+		}
 	}
 	// Everything kept is validated now: make it durable and move the
 	// recovery point to the log end.
@@ -231,7 +237,6 @@ func (l *Log) recover() error {
 	if err := l.flushLocked(true); err != nil {
 		return err
 	}
-	l.gcDurable = l.leo
 	return nil
 }
 
