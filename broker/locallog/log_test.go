@@ -1,8 +1,10 @@
 package locallog
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -416,6 +418,7 @@ func TestTruncateTo(t *testing.T) {
 		{100, 100},
 		{98, 96}, // mid batch: the whole batch goes
 		{segBase(l, 2), segBase(l, 2)},
+		{segBase(l, 1) + 8, segBase(l, 1) + 8}, // two batches into segment 1
 	}
 	for _, tc := range tests {
 		if err := l.TruncateTo(tc.to); err != nil {
@@ -433,6 +436,24 @@ func TestTruncateTo(t *testing.T) {
 	segs := l.Segments()
 	if last := segs[len(segs)-1]; last.NextOffset != l.LogEndOffset() {
 		t.Fatalf("last segment ends at %d", last.NextOffset)
+	}
+	// The truncated segment's indexes equal a rebuild from its data.
+	last := segs[len(segs)-1]
+	idx, tidx := readFile(t, last.IndexPath), readFile(t, last.TimeIndexPath)
+	if len(idx) == 0 {
+		t.Fatal("truncated segment has no index entries left to check")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{last.IndexPath, last.TimeIndexPath} {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, _ = openTest(t, dir, smallConfig())
+	if !bytes.Equal(readFile(t, last.IndexPath), idx) || !bytes.Equal(readFile(t, last.TimeIndexPath), tidx) {
+		t.Fatal("indexes after TruncateTo differ from a rebuild")
 	}
 	for range 5 {
 		appendN(t, l, 4, 0, 0)

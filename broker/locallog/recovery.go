@@ -111,7 +111,7 @@ func (l *Log) recover() error {
 				s.size, s.sealed = fi.Size(), true
 				s.maxTs, s.lastIdxTs = s.timeIdx[len(s.timeIdx)-1].ts, s.timeIdx[len(s.timeIdx)-1].ts
 				if !epochsOK {
-					if err := l.headerWalk(s, onBatch); err != nil {
+					if err := l.headerWalk(s, s.size, onBatch); err != nil {
 						return err
 					}
 				}
@@ -133,15 +133,15 @@ func (l *Log) recover() error {
 					return err
 				}
 				s.firstTs = h.MaxTimestamp
+				if !epochsOK {
+					// Epochs of the prefix the scan skips, in order.
+					if err := l.headerWalk(s, pos, onBatch); err != nil {
+						return err
+					}
+				}
 			}
 			if res, err = s.scan(pos, off, interval, true, onBatch); err != nil {
 				return err
-			}
-			if !epochsOK && pos > 0 {
-				// Epochs of the skipped prefix are needed too.
-				if err := l.headerWalk(s, onBatch); err != nil {
-					return err
-				}
 			}
 		default:
 			if !idxOK {
@@ -330,9 +330,9 @@ func (s *segment) checkIndexes(next int64) bool {
 	return true
 }
 
-// headerWalk feeds every batch header of a trusted segment to fn.
-func (l *Log) headerWalk(s *segment, fn func(*kafkaproto.BatchHeader)) error {
-	for pos := int64(0); pos < s.size; {
+// headerWalk feeds the headers of the batches of s before position end to fn.
+func (l *Log) headerWalk(s *segment, end int64, fn func(*kafkaproto.BatchHeader)) error {
+	for pos := int64(0); pos < end; {
 		h, err := s.readHeader(pos)
 		if err != nil {
 			return err
