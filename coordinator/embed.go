@@ -3,10 +3,12 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -18,7 +20,7 @@ import (
 // a restart with a different peer port keeps its data. Because a port picked
 // free can be taken before etcd binds it, a start with chosen ports is retried
 // a few times.
-func startEmbedded(ctx context.Context, dir, listen string) (*embed.Etcd, []string, error) {
+func startEmbedded(ctx context.Context, dir, listen string, log *slog.Logger, closing *atomic.Bool) (*embed.Etcd, []string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("start embedded etcd in %s: %w", dir, err)
 	}
@@ -37,7 +39,7 @@ func startEmbedded(ctx context.Context, dir, listen string) (*embed.Etcd, []stri
 		if err != nil {
 			return nil, nil, fmt.Errorf("start embedded etcd in %s: %w", dir, err)
 		}
-		e, urls, err := startEmbeddedOnce(ctx, dir, clientHostPort, net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort)))
+		e, urls, err := startEmbeddedOnce(ctx, dir, clientHostPort, net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort)), log, closing)
 		if err == nil {
 			return e, urls, nil
 		}
@@ -49,7 +51,7 @@ func startEmbedded(ctx context.Context, dir, listen string) (*embed.Etcd, []stri
 	return nil, nil, lastErr
 }
 
-func startEmbeddedOnce(ctx context.Context, dir, clientHostPort, peerHostPort string) (*embed.Etcd, []string, error) {
+func startEmbeddedOnce(ctx context.Context, dir, clientHostPort, peerHostPort string, log *slog.Logger, closing *atomic.Bool) (*embed.Etcd, []string, error) {
 	cu, err := url.Parse("http://" + clientHostPort)
 	if err != nil {
 		return nil, nil, fmt.Errorf("start embedded etcd: %w: client address %q: %v", ErrInvalid, clientHostPort, err)
@@ -59,7 +61,7 @@ func startEmbeddedOnce(ctx context.Context, dir, clientHostPort, peerHostPort st
 	cfg := embed.NewConfig()
 	cfg.Name = "strata"
 	cfg.Dir = dir
-	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(log, closing))
 	cfg.ListenClientUrls = []url.URL{*cu}
 	cfg.AdvertiseClientUrls = []url.URL{*cu}
 	cfg.ListenPeerUrls = []url.URL{*pu}
@@ -79,15 +81,21 @@ func startEmbeddedOnce(ctx context.Context, dir, clientHostPort, peerHostPort st
 	case <-e.Server.ReadyNotify():
 		return e, []string{cu.String()}, nil
 	case err := <-e.Err():
+		closing.Store(true)
 		e.Close()
+		closing.Store(false)
 		return nil, nil, fmt.Errorf("start embedded etcd in %s on %s: %w", dir, clientHostPort, err)
 	case <-timer.C:
+		closing.Store(true)
 		e.Server.Stop()
 		e.Close()
+		closing.Store(false)
 		return nil, nil, fmt.Errorf("start embedded etcd in %s on %s: %w: not ready after %s", dir, clientHostPort, ErrUnavailable, embedStartTimeout)
 	case <-ctx.Done():
+		closing.Store(true)
 		e.Server.Stop()
 		e.Close()
+		closing.Store(false)
 		return nil, nil, fmt.Errorf("start embedded etcd in %s on %s: %w", dir, clientHostPort, ctx.Err())
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -68,6 +69,7 @@ type Store struct {
 	log       *slog.Logger
 	cli       *clientv3.Client
 	etcd      *embed.Etcd // nil when connected to external endpoints
+	closing   atomic.Bool // set before the embedded etcd stops; silences its shutdown logs
 	endpoints []string
 	clusterID string
 	keys      keys
@@ -111,7 +113,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			s.cancel()
 			return nil, fmt.Errorf("open coordinator: %w: no etcd endpoints and no embedded etcd dir", ErrInvalid)
 		}
-		e, urls, err := startEmbedded(ctx, cfg.EmbedDir, cfg.EmbedListen)
+		e, urls, err := startEmbedded(ctx, cfg.EmbedDir, cfg.EmbedListen, s.log, &s.closing)
 		if err != nil {
 			s.cancel()
 			return nil, err
@@ -181,6 +183,7 @@ func (s *Store) shutdown(revoke bool) error {
 
 func (s *Store) stopEmbedded() {
 	if s.etcd != nil {
+		s.closing.Store(true)
 		s.etcd.Close()
 		<-s.etcd.Server.StopNotify()
 		s.etcd = nil
