@@ -434,7 +434,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.Duration != 2*time.Second || o.Warmup != time.Second || o.C1Bytes != 128<<20 || o.Reps != 3 ||
-		!slices.Equal(o.Only, []string{"P1", "C1"}) || o.Limits.DFsyncBytes != 32<<20 {
+		!slices.Equal(o.Only, []string{"P1", "C1"}) || o.Limits.DFsyncBytes != 16<<20 {
 		t.Fatalf("quick options = %+v", o)
 	}
 	o, err = parseFlags(nil, &sink)

@@ -114,7 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 		if !set["c1-bytes"] {
 			o.C1Bytes = 128 << 20
 		}
-		o.Limits = LimitParams{DFsyncBytes: 32 << 20, LFsyncCount: 200, NLoDuration: time.Second, FsyncTimeout: time.Minute}
+		o.Limits = LimitParams{DFsyncBytes: 16 << 20, LFsyncCount: 100, NLoDuration: time.Second, FsyncTimeout: time.Minute}
 	}
 	switch {
 	case o.Reps < 1 || o.Reps > 100:

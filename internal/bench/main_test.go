@@ -84,7 +84,7 @@ func TestSmokeQuick(t *testing.T) {
 	}
 	out, data := t.TempDir(), t.TempDir()
 	var stdout, stderr bytes.Buffer
-	run([]string{"--quick", "--reps", "1", "--duration", "2s", "--warmup", "1s", "--c1-bytes", "64MiB",
+	run([]string{"--quick", "--reps", "1", "--duration", "1s", "--warmup", "1s", "--c1-bytes", "32MiB",
 		"--out", out, "--data-dir", data, "--bin", bin}, &stdout, &stderr)
 	t.Logf("stdout:\n%s", stdout.String())
 	r := readReport(t, out)
@@ -103,8 +103,8 @@ func TestSmokeQuick(t *testing.T) {
 			}
 		}
 	}
-	if b := r.Benchmarks[2]; b.ID == "C1" && b.Reps[0].Figures[FigBytes].Float() < 64<<20 {
-		t.Errorf("C1 read %v bytes, want ≥ 64 MiB of batches", b.Reps[0].Figures[FigBytes].Float())
+	if b := r.Benchmarks[2]; b.ID == "C1" && b.Reps[0].Figures[FigBytes].Float() < 32<<20 {
+		t.Errorf("C1 read %v bytes, want ≥ 32 MiB of batches", b.Reps[0].Figures[FigBytes].Float())
 	}
 	if left := mustReadDir(t, data); len(left) != 0 {
 		t.Errorf("data dir not cleaned: %v", left)
