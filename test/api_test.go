@@ -605,6 +605,11 @@ func TestAPI(t *testing.T) {
 				t.Fatalf("api-md-a partition %+v: want leader, replicas and ISR = broker %d and epoch ≥ 0", p, apiBrokerID)
 			}
 		}
+		// v7: leader epochs appear, equal to v12's.
+		r7 := apiMetadata(t, addr, 7, false, []string{"api-md-a"})
+		if a7 := apiFindTopic(r7, "api-md-a"); a7 == nil || len(a7.Partitions) != 2 || a7.Partitions[0].LeaderEpoch != a.Partitions[0].LeaderEpoch {
+			t.Fatalf("Metadata v7 api-md-a: %+v, want leader epoch %d", a7, a.Partitions[0].LeaderEpoch)
+		}
 		// v1: cluster id absent from the wire, but controller and topics are there.
 		if r1 := apiMetadata(t, addr, 1, false, []string{"api-md-b"}); r1.ControllerID != apiBrokerID || apiFindTopic(r1, "api-md-b") == nil {
 			t.Fatalf("Metadata v1: controller %d, topics %d", r1.ControllerID, len(r1.Topics))
@@ -1037,6 +1042,20 @@ func TestAPI(t *testing.T) {
 		apiWantCode(t, "ListOffsets max timestamp in one batch", code, nil)
 		if off != 2 || ts != base+500 {
 			t.Fatalf("ListOffsets -3 in one batch: offset %d ts %d, want offset 2 ts %d", off, ts, base+500)
+		}
+
+		// v4+ current leader epoch: the leader's own passes, a newer one is unknown.
+		epoch := apiLeaderEpoch(t, addr, topic, 0)
+		for _, tc := range []struct {
+			current int32
+			want    *kerr.Error
+		}{{-1, nil}, {epoch, nil}, {epoch + 1, kerr.UnknownLeaderEpoch}} {
+			resp := rawReq[*kmsg.ListOffsetsResponse](t, addr, apiListOffsetsReq(9, topic, 0, -1, tc.current))
+			p := resp.Topics[0].Partitions[0]
+			apiWantCode(t, fmt.Sprintf("ListOffsets v9 current epoch %d (leader %d)", tc.current, epoch), p.ErrorCode, tc.want)
+			if tc.want == nil && (p.Offset != 5 || p.LeaderEpoch != epoch) {
+				t.Fatalf("ListOffsets v9 latest: offset %d epoch %d, want 5 and %d", p.Offset, p.LeaderEpoch, epoch)
+			}
 		}
 
 		// Unknown topic / partition.
