@@ -5,7 +5,9 @@
 //
 // Message bodies are the structs of github.com/twmb/franz-go/pkg/kmsg; this
 // package only frames, classifies and validates them. It holds no broker
-// state, starts no goroutines and imports nothing else of this project.
+// state, starts no goroutines of its own and imports nothing else of this
+// project.
+//
 // Every decoder here is bounded by its input: it never reads past the slice it
 // was given, never allocates from an unchecked length, and reports bad input
 // as an error (never a panic).

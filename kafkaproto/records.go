@@ -109,7 +109,7 @@ func (r *recordReader) varint(what string) int32 {
 
 // bytes reads a varint length and that many bytes (nil for -1 when nullable).
 func (r *recordReader) bytes(what string, nullable bool) []byte {
-	n := r.varint(what + " length")
+	n := r.varint(what) // length
 	if r.err != nil {
 		return nil
 	}
