@@ -142,12 +142,22 @@ func (s *Store) RegistrationLost() <-chan struct{} {
 
 // Brokers returns the live (registered, lease not expired) brokers sorted by ID.
 func (s *Store) Brokers(ctx context.Context) ([]BrokerInfo, error) {
+	bs, _, err := s.listBrokers(ctx, 0)
+	return bs, err
+}
+
+// listBrokers reads the brokers at rev (0 = latest) and returns the revision read.
+func (s *Store) listBrokers(ctx context.Context, rev int64) ([]BrokerInfo, int64, error) {
 	const op = "list brokers"
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	resp, err := s.cli.Get(ctx, s.keys.brokers(), clientv3.WithPrefix())
+	opts := []clientv3.OpOption{clientv3.WithPrefix()}
+	if rev > 0 {
+		opts = append(opts, clientv3.WithRev(rev))
+	}
+	resp, err := s.cli.Get(ctx, s.keys.brokers(), opts...)
 	if err != nil {
-		return nil, s.classify(op, ctx, err)
+		return nil, 0, s.classify(op, ctx, err)
 	}
 	out := make([]BrokerInfo, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -157,10 +167,10 @@ func (s *Store) Brokers(ctx context.Context) ([]BrokerInfo, error) {
 		}
 		var r brokerRecord
 		if err := json.Unmarshal(kv.Value, &r); err != nil {
-			return nil, fmt.Errorf("%s: decode %s: %w", op, kv.Key, err)
+			return nil, 0, fmt.Errorf("%s: decode %s: %w", op, kv.Key, err)
 		}
 		out = append(out, BrokerInfo(r))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	return out, resp.Header.Revision, nil
 }

@@ -124,3 +124,52 @@ func TestBrokerLeaseExpiresWithoutKeepAlive(t *testing.T) {
 		t.Fatalf("register after expiry: %v", err)
 	}
 }
+
+func TestWatchBrokers(t *testing.T) {
+	eps := etcdtest.Start(t)
+	ctx := testCtx(t)
+	watcher := openStore(t, eps)
+	ch := watcher.WatchBrokers(ctx)
+	ids := func(bs []coordinator.BrokerInfo) []int32 {
+		out := make([]int32, len(bs))
+		for i, b := range bs {
+			out[i] = b.ID
+		}
+		return out
+	}
+	wait := func(what string, want []int32) []coordinator.BrokerInfo {
+		t.Helper()
+		timer := time.NewTimer(10 * time.Second)
+		defer timer.Stop()
+		for {
+			select {
+			case bs, ok := <-ch:
+				if !ok {
+					t.Fatalf("broker watch closed waiting for %s", what)
+				}
+				if slices.Equal(ids(bs), want) {
+					return bs
+				}
+			case <-timer.C:
+				t.Fatalf("no broker set %v (%s) within 10s", want, what)
+			}
+		}
+	}
+	wait("initial empty set", []int32{})
+
+	s2, s9 := openStore(t, eps), openStore(t, eps)
+	b9 := coordinator.BrokerInfo{ID: 9, Host: "h9", Port: 9}
+	if err := s9.RegisterBroker(ctx, b9); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.RegisterBroker(ctx, coordinator.BrokerInfo{ID: 2, Host: "h2", Port: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if bs := wait("two brokers", []int32{2, 9}); bs[1] != b9 {
+		t.Fatalf("broker 9 = %+v, want %+v", bs[1], b9)
+	}
+	if err := s9.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wait("broker 9 gone", []int32{2})
+}

@@ -5,6 +5,10 @@
 // single-member etcd when no endpoints are given, so `strata serve` needs
 // nothing installed.
 //
+// The embedded etcd listens on 127.0.0.1 (or Config.EmbedListen) with a
+// free peer port, compacts history older than one hour, and forwards its
+// error logs to Config.Logger.
+//
 // It is not the consumer-group coordinator (that lives under broker) and it
 // imports nothing else of this project. It never interprets configs, never
 // picks leaders on its own and never retries a lost compare-and-swap on the
@@ -72,6 +76,10 @@
 //
 // # Failure behaviour
 //
+// Errors: ErrTopicExists, ErrTopicNotFound, ErrPartitionNotFound, ErrConflict
+// (a compare-and-swap lost, or a broker ID taken), ErrInvalid (bad argument,
+// nothing written) and ErrUnavailable, matched with errors.Is.
+//
 // Every request is bounded by Config.DialTimeout; a timeout, a missing etcd
 // leader or a refused connection is ErrUnavailable (an unreachable etcd makes
 // Open fail within DialTimeout, never hang). Each write is one transaction:
@@ -81,8 +89,9 @@
 // # Goroutines
 //
 // The Store owns the lease keep-alive of RegisterBroker and one goroutine per
-// WatchTopics call; Close cancels and waits for all of them, then revokes the
+// WatchTopics / WatchBrokers call; Close cancels and waits for all of them, then revokes the
 // broker lease (so the broker vanishes at once), closes the client and stops
-// the embedded etcd. Lock: Store.mu guards only the closed flag and the
+// the embedded etcd. An embedded etcd's shutdown waits up to about 7s for
+// watch or keep-alive streams of other processes' clients to end. Lock: Store.mu guards only the closed flag and the
 // registration; no etcd I/O happens under it.
 package coordinator

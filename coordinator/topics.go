@@ -255,15 +255,13 @@ func (s *Store) DeleteTopic(ctx context.Context, name string) error {
 // Topic returns one topic with the current state of every partition, read at
 // one etcd revision.
 func (s *Store) Topic(ctx context.Context, name string) (Topic, error) {
-	t, _, err := s.readTopic(ctx, "get topic "+name, name)
-	return t, err
+	return s.readTopic(ctx, "get topic "+name, name)
 }
 
-// readTopic reads the record and partition keys of one topic at one revision,
-// also returning the record's create revision.
-func (s *Store) readTopic(ctx context.Context, op, name string) (Topic, int64, error) {
+// readTopic reads the record and partition keys of one topic at one revision.
+func (s *Store) readTopic(ctx context.Context, op, name string) (Topic, error) {
 	if err := validateName(name); err != nil {
-		return Topic{}, 0, fmt.Errorf("%s: %w", op, err)
+		return Topic{}, fmt.Errorf("%s: %w", op, err)
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
@@ -272,24 +270,24 @@ func (s *Store) readTopic(ctx context.Context, op, name string) (Topic, int64, e
 		clientv3.OpGet(s.keys.partitions(name), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
-		return Topic{}, 0, s.classify(op, ctx, err)
+		return Topic{}, s.classify(op, ctx, err)
 	}
 	rec := resp.Responses[0].GetResponseRange().Kvs
 	if len(rec) == 0 {
-		return Topic{}, 0, fmt.Errorf("%s: %w", op, ErrTopicNotFound)
+		return Topic{}, fmt.Errorf("%s: %w", op, ErrTopicNotFound)
 	}
 	t, err := decodeTopic(name, rec[0])
 	if err != nil {
-		return Topic{}, 0, fmt.Errorf("%s: %w", op, err)
+		return Topic{}, fmt.Errorf("%s: %w", op, err)
 	}
 	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
 		if _, p, isPart, ok := s.keys.parseTopicsKey(string(kv.Key)); ok && isPart {
 			if err := applyPartition(&t, p, kv); err != nil {
-				return Topic{}, 0, fmt.Errorf("%s: %w", op, err)
+				return Topic{}, fmt.Errorf("%s: %w", op, err)
 			}
 		}
 	}
-	return t, rec[0].CreateRevision, nil
+	return t, nil
 }
 
 // Topics returns every topic, sorted by name, read at one etcd revision.

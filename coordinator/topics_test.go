@@ -150,6 +150,20 @@ func TestCreateTopicThousandPartitionsAtomically(t *testing.T) {
 	}
 }
 
+func TestCreateTopicTwentyThousandPartitionsFits(t *testing.T) {
+	s := openStore(t, etcdtest.Start(t))
+	ctx := testCtx(t)
+	tp := mkTopic("huge-but-fits", 20000, 101, 102, 103)
+	if err := s.CreateTopic(ctx, tp); err != nil {
+		t.Fatalf("create 20000 partitions: %v", err)
+	}
+	got, err := s.Topic(ctx, tp.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTopic(t, got, tp)
+}
+
 func TestSetTopicConfigsCAS(t *testing.T) {
 	s := openStore(t, etcdtest.Start(t))
 	ctx := testCtx(t)

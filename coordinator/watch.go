@@ -21,95 +21,121 @@ const (
 // compaction the goroutine re-lists and watches again, backing off up to 2s
 // while etcd is unreachable.
 func (s *Store) WatchTopics(ctx context.Context) <-chan []Topic {
-	out := make(chan []Topic)
-	if !s.spawn(func() { s.watchTopics(ctx, out) }) {
+	return watchPrefix(s, ctx, "topics", s.keys.topics(), s.listTopics)
+}
+
+// WatchBrokers is WatchTopics for the live brokers: the full sorted set
+// first, then again after every registration, expiry or deregistration.
+func (s *Store) WatchBrokers(ctx context.Context) <-chan []BrokerInfo {
+	return watchPrefix(s, ctx, "brokers", s.keys.brokers(), s.listBrokers)
+}
+
+// watchPrefix runs the list-then-watch loop shared by the Watch methods in a
+// goroutine owned by the Store. list reads the whole set at a revision (0 =
+// latest) and returns the revision read.
+func watchPrefix[T any](s *Store, ctx context.Context, what, prefix string, list func(context.Context, int64) (T, int64, error)) <-chan T {
+	out := make(chan T)
+	w := &watcher[T]{s: s, what: what, prefix: prefix, list: list, out: out}
+	if !s.spawn(func() { w.run(ctx) }) {
 		close(out)
 	}
 	return out
 }
 
-func (s *Store) watchTopics(parent context.Context, out chan<- []Topic) {
-	defer close(out)
-	ctx, cancel := context.WithCancel(parent)
-	defer cancel()
-	stop := context.AfterFunc(s.ctx, cancel) // Store closing ends the watch
-	defer stop()
+type watcher[T any] struct {
+	s      *Store
+	what   string
+	prefix string
+	list   func(context.Context, int64) (T, int64, error)
+	out    chan<- T
 
-	var (
-		pending     []Topic
-		havePending bool
-		backoff     = watchBackoffMin
-	)
-	// wait sleeps for the current backoff while still handing out a pending
-	// snapshot; false when ctx ended.
-	wait := func() bool {
-		t := time.NewTimer(backoff)
-		defer t.Stop()
-		backoff = min(2*backoff, watchBackoffMax)
-		for {
-			var send chan<- []Topic
-			if havePending {
-				send = out
-			}
-			select {
-			case <-ctx.Done():
-				return false
-			case <-t.C:
-				return true
-			case send <- pending:
-				pending, havePending = nil, false
-			}
+	pending     T
+	havePending bool
+	backoff     time.Duration
+}
+
+// offer returns the channel to send the pending snapshot on, nil if none.
+func (w *watcher[T]) offer() chan<- T {
+	if w.havePending {
+		return w.out
+	}
+	return nil
+}
+
+func (w *watcher[T]) set(v T) { w.pending, w.havePending = v, true }
+
+func (w *watcher[T]) sent() {
+	var zero T
+	w.pending, w.havePending = zero, false
+}
+
+// wait sleeps for the current backoff while still handing out a pending
+// snapshot; false when ctx ended.
+func (w *watcher[T]) wait(ctx context.Context) bool {
+	t := time.NewTimer(w.backoff)
+	defer t.Stop()
+	w.backoff = min(2*w.backoff, watchBackoffMax)
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case w.offer() <- w.pending:
+			w.sent()
 		}
 	}
+}
+
+func (w *watcher[T]) run(parent context.Context) {
+	defer close(w.out)
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	stop := context.AfterFunc(w.s.ctx, cancel) // Store closing ends the watch
+	defer stop()
+	w.backoff = watchBackoffMin
 
 	for ctx.Err() == nil {
-		topics, rev, err := s.listTopics(ctx, 0)
+		v, rev, err := w.list(ctx, 0)
 		if err != nil {
 			if ctx.Err() == nil {
-				s.log.Warn("watch topics: list failed, retrying", "err", err, "backoff", backoff)
+				w.s.log.Warn("watch: list failed, retrying", "what", w.what, "err", err, "backoff", w.backoff)
 			}
-			if !wait() {
+			if !w.wait(ctx) {
 				return
 			}
 			continue
 		}
-		pending, havePending = topics, true
+		w.set(v)
 
 		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := s.cli.Watch(wctx, s.keys.topics(), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-		healthy := s.followTopics(ctx, wch, out, &pending, &havePending)
+		wch := w.s.cli.Watch(wctx, w.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+		healthy := w.follow(ctx, wch)
 		wcancel()
 		if healthy {
-			backoff = watchBackoffMin
+			w.backoff = watchBackoffMin
 		}
-		if ctx.Err() != nil {
-			return
-		}
-		if !wait() {
+		if !w.wait(ctx) {
 			return
 		}
 	}
 }
 
-// followTopics consumes one watch until it fails or ctx ends, re-listing after
-// each batch of events and offering the newest snapshot on out. It reports
-// whether at least one change was handled (the watch was healthy).
-func (s *Store) followTopics(ctx context.Context, wch clientv3.WatchChan, out chan<- []Topic, pending *[]Topic, havePending *bool) bool {
+// follow consumes one watch until it fails or ctx ends, re-listing after each
+// batch of events and offering the newest snapshot. It reports whether at
+// least one change was handled (the watch was healthy).
+func (w *watcher[T]) follow(ctx context.Context, wch clientv3.WatchChan) bool {
 	healthy := false
 	for {
-		var send chan<- []Topic
-		if *havePending {
-			send = out
-		}
 		select {
 		case <-ctx.Done():
 			return healthy
-		case send <- *pending:
-			*pending, *havePending = nil, false
+		case w.offer() <- w.pending:
+			w.sent()
 		case wr, ok := <-wch:
 			if !ok || wr.Canceled || wr.Err() != nil {
 				if ctx.Err() == nil {
-					s.log.Warn("watch topics: watch ended, re-listing", "err", wr.Err(), "compact_revision", wr.CompactRevision)
+					w.s.log.Warn("watch: ended, re-listing", "what", w.what, "err", wr.Err(), "compact_revision", wr.CompactRevision)
 				}
 				return healthy
 			}
@@ -132,15 +158,15 @@ func (s *Store) followTopics(ctx context.Context, wch clientv3.WatchChan, out ch
 					break drain
 				}
 			}
-			topics, _, err := s.listTopics(ctx, last)
+			v, _, err := w.list(ctx, last)
 			if err != nil {
 				if ctx.Err() == nil {
-					s.log.Warn("watch topics: re-list failed", "err", err)
+					w.s.log.Warn("watch: re-list failed", "what", w.what, "err", err)
 				}
 				return healthy
 			}
 			healthy = true
-			*pending, *havePending = topics, true
+			w.set(v)
 		}
 	}
 }
