@@ -3,7 +3,6 @@ package locallog
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -792,5 +791,4 @@ func TestCheckpointCodec(t *testing.T) {
 	if _, err := decodeCheckpoint(b[:len(b)-1]); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("short: %v", err)
 	}
-	_ = fmt.Sprint()
 }

@@ -181,13 +181,16 @@ func (l *Log) truncateFullyLocked(offset int64) error {
 	return writeOffsetCheckpoint(l.dir, recoveryPointFile, offset)
 }
 
-// EnforceRetention rolls the active segment when segment.ms has passed, then
+// EnforceRetention rolls the active segment when now is more than segment.ms
+// past its first batch's max timestamp (its creation time when that has
+// none), then
 // deletes the oldest whole segments outside retention.ms (judged by the
 // segment's max timestamp, or its file time when it has none) or
 // retention.bytes. The active segment is deleted only through a roll: an
 // expired non-empty active segment is rolled when every older segment is
 // expired too. The log start moves to the first kept segment. It returns
-// the number of segments deleted.
+// the number of segments deleted. It does not know the high watermark: the
+// caller must not apply it to data that is not yet committed.
 func (l *Log) EnforceRetention(now time.Time) (int, error) {
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
