@@ -173,3 +173,34 @@ func TestWatchBrokers(t *testing.T) {
 	}
 	wait("broker 9 gone", []int32{2})
 }
+
+func TestRegistrationLostWhenEtcdUnreachable(t *testing.T) {
+	t.Parallel() // mostly waiting on the lease to run out
+	ctx := testCtx(t)
+	owner, err := coordinator.Open(ctx, coordinator.Config{EmbedDir: t.TempDir(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	member := openStore(t, owner.Endpoints(), func(c *coordinator.Config) {
+		c.LeaseTTL = 2 * time.Second
+		c.DialTimeout = 500 * time.Millisecond
+	})
+	if err := member.RegisterBroker(ctx, coordinator.BrokerInfo{ID: 1, Host: "h", Port: 1}); err != nil {
+		t.Fatal(err)
+	}
+	lost := member.RegistrationLost()
+	select {
+	case <-lost:
+		t.Fatal("registration lost while etcd is up")
+	default:
+	}
+	if err := owner.Close(); err != nil { // etcd gone for good
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(15 * time.Second):
+		t.Fatal("RegistrationLost not closed 15s after etcd stopped (lease TTL 2s)")
+	}
+}

@@ -20,10 +20,27 @@ import (
 // a restart with a different peer port keeps its data. Because a port picked
 // free can be taken before etcd binds it, a start with chosen ports is retried
 // a few times.
-func startEmbedded(ctx context.Context, dir, listen string, log *slog.Logger, closing *atomic.Bool) (*embed.Etcd, []string, error) {
+//
+// The directory is locked (strata.lock) for as long as the returned etcd
+// runs; the caller calls unlock after stopping it. A directory already in use
+// fails at once with ErrConflict.
+func startEmbedded(ctx context.Context, dir, listen string, log *slog.Logger, closing *atomic.Bool) (e *embed.Etcd, urls []string, unlock func(), err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("start embedded etcd in %s: %w", dir, err)
+		return nil, nil, nil, fmt.Errorf("start embedded etcd in %s: %w", dir, err)
 	}
+	unlock, err = lockDir(dir)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("start embedded etcd in %s: %w", dir, err)
+	}
+	e, urls, err = startEmbeddedRetry(ctx, dir, listen, log, closing)
+	if err != nil {
+		unlock()
+		return nil, nil, nil, err
+	}
+	return e, urls, unlock, nil
+}
+
+func startEmbeddedRetry(ctx context.Context, dir, listen string, log *slog.Logger, closing *atomic.Bool) (*embed.Etcd, []string, error) {
 	attempts := 3
 	var lastErr error
 	for i := 0; i < attempts; i++ {

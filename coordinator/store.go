@@ -70,6 +70,7 @@ type Store struct {
 	cli       *clientv3.Client
 	etcd      *embed.Etcd // nil when connected to external endpoints
 	closing   atomic.Bool // set before the embedded etcd stops; silences its shutdown logs
+	unlockDir func()      // releases the embedded etcd directory lock
 	endpoints []string
 	clusterID string
 	keys      keys
@@ -113,12 +114,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			s.cancel()
 			return nil, fmt.Errorf("open coordinator: %w: no etcd endpoints and no embedded etcd dir", ErrInvalid)
 		}
-		e, urls, err := startEmbedded(ctx, cfg.EmbedDir, cfg.EmbedListen, s.log, &s.closing)
+		e, urls, unlock, err := startEmbedded(ctx, cfg.EmbedDir, cfg.EmbedListen, s.log, &s.closing)
 		if err != nil {
 			s.cancel()
 			return nil, err
 		}
-		s.etcd, s.endpoints = e, urls
+		s.etcd, s.endpoints, s.unlockDir = e, urls, unlock
 		s.log.Info("embedded etcd started", "dir", cfg.EmbedDir, "endpoints", urls)
 	}
 
@@ -187,6 +188,7 @@ func (s *Store) stopEmbedded() {
 		s.etcd.Close()
 		<-s.etcd.Server.StopNotify()
 		s.etcd = nil
+		s.unlockDir()
 	}
 }
 

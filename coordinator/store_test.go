@@ -100,6 +100,19 @@ func TestEmbeddedReopenKeepsData(t *testing.T) {
 		t.Fatalf("embedded endpoints %v", eps)
 	}
 	id := s.ClusterID()
+
+	// The directory is in use: a second Open fails at once, not hangs.
+	start := time.Now()
+	if s2, err := coordinator.Open(ctx, coordinator.Config{EmbedDir: dir, Logger: quietLogger()}); !errors.Is(err, coordinator.ErrConflict) {
+		if err == nil {
+			s2.Close()
+		}
+		t.Fatalf("second open of %s: %v, want ErrConflict", dir, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("second open took %s", d)
+	}
+
 	tp := mkTopic("durable", 2, 1)
 	tp.Configs = map[string]string{"retention.ms": "5"}
 	if err := s.CreateTopic(ctx, tp); err != nil {

@@ -439,6 +439,18 @@ func (s *Store) AddPartitions(ctx context.Context, name string, parts []Partitio
 // not deleted and re-created meanwhile. Concurrent changes to other partitions
 // or to configs never make it fail.
 func (s *Store) UpdatePartition(ctx context.Context, topic string, p PartitionState, expectedPartitionEpoch int32) error {
+	return s.updatePartition(ctx, topic, nil, p, expectedPartitionEpoch)
+}
+
+// UpdatePartitionFenced is UpdatePartition that also requires the topic to
+// still have ID topicID: a caller that read a topic which was then deleted and
+// re-created under the same name gets ErrTopicNotFound rather than writing
+// into the new topic (whose epochs restart at 0).
+func (s *Store) UpdatePartitionFenced(ctx context.Context, topic string, topicID [16]byte, p PartitionState, expectedPartitionEpoch int32) error {
+	return s.updatePartition(ctx, topic, &topicID, p, expectedPartitionEpoch)
+}
+
+func (s *Store) updatePartition(ctx context.Context, topic string, topicID *[16]byte, p PartitionState, expectedPartitionEpoch int32) error {
 	op := fmt.Sprintf("update partition %s-%d", topic, p.Partition)
 	if p.PartitionEpoch != expectedPartitionEpoch+1 {
 		return fmt.Errorf("%s: %w: new partition epoch %d is not %d+1", op, ErrConflict, p.PartitionEpoch, expectedPartitionEpoch)
@@ -452,9 +464,12 @@ func (s *Store) UpdatePartition(ctx context.Context, topic string, p PartitionSt
 	}
 	tkey, pkey := s.keys.topic(topic), s.keys.partition(topic, p.Partition)
 	for range updateAttempts {
-		cur, createRev, pmod, err := s.readPartition(ctx, op, topic, p.Partition)
+		cur, id, createRev, pmod, err := s.readPartition(ctx, op, topic, p.Partition)
 		if err != nil {
 			return err
+		}
+		if topicID != nil && id != *topicID {
+			return fmt.Errorf("%s: %w: topic id is %s, not %s", op, ErrTopicNotFound, uuid.UUID(id), uuid.UUID(*topicID))
 		}
 		if cur.PartitionEpoch != expectedPartitionEpoch {
 			return fmt.Errorf("%s: %w: partition epoch is %d, not %d", op, ErrConflict, cur.PartitionEpoch, expectedPartitionEpoch)
@@ -480,10 +495,10 @@ func (s *Store) UpdatePartition(ctx context.Context, topic string, p PartitionSt
 	return fmt.Errorf("%s: %w: still contended after %d attempts", op, ErrConflict, updateAttempts)
 }
 
-// readPartition returns one partition's current state, the topic record's
-// create revision and the partition key's mod revision (0 if the state is
+// readPartition returns one partition's current state, the topic ID, the
+// topic record's create revision and the partition key's mod revision (0 if the state is
 // still the record's initial one).
-func (s *Store) readPartition(ctx context.Context, op, topic string, p int32) (PartitionState, int64, int64, error) {
+func (s *Store) readPartition(ctx context.Context, op, topic string, p int32) (PartitionState, [16]byte, int64, int64, error) {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).Then(
@@ -491,25 +506,25 @@ func (s *Store) readPartition(ctx context.Context, op, topic string, p int32) (P
 		clientv3.OpGet(s.keys.partition(topic, p)),
 	).Commit()
 	if err != nil {
-		return PartitionState{}, 0, 0, s.classify(op, ctx, err)
+		return PartitionState{}, [16]byte{}, 0, 0, s.classify(op, ctx, err)
 	}
 	rec := resp.Responses[0].GetResponseRange().Kvs
 	if len(rec) == 0 {
-		return PartitionState{}, 0, 0, fmt.Errorf("%s: %w", op, ErrTopicNotFound)
+		return PartitionState{}, [16]byte{}, 0, 0, fmt.Errorf("%s: %w", op, ErrTopicNotFound)
 	}
 	t, err := decodeTopic(topic, rec[0])
 	if err != nil {
-		return PartitionState{}, 0, 0, fmt.Errorf("%s: %w", op, err)
+		return PartitionState{}, [16]byte{}, 0, 0, fmt.Errorf("%s: %w", op, err)
 	}
 	if p < 0 || int(p) >= len(t.Partitions) {
-		return PartitionState{}, 0, 0, fmt.Errorf("%s: %w: topic has %d partitions", op, ErrPartitionNotFound, len(t.Partitions))
+		return PartitionState{}, [16]byte{}, 0, 0, fmt.Errorf("%s: %w: topic has %d partitions", op, ErrPartitionNotFound, len(t.Partitions))
 	}
 	var pmod int64
 	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
 		if err := applyPartition(&t, p, kvs[0]); err != nil {
-			return PartitionState{}, 0, 0, fmt.Errorf("%s: %w", op, err)
+			return PartitionState{}, [16]byte{}, 0, 0, fmt.Errorf("%s: %w", op, err)
 		}
 		pmod = kvs[0].ModRevision
 	}
-	return t.Partitions[p], rec[0].CreateRevision, pmod, nil
+	return t.Partitions[p], t.ID, rec[0].CreateRevision, pmod, nil
 }

@@ -333,13 +333,31 @@ func TestUpdatePartitionCAS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Delete and re-create: the new topic starts from its own initial state.
+	// Fenced by topic ID: the right ID passes, a wrong one is not found.
+	cur, err := s.Topic(ctx, "upd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1now := cur.Partitions[1]
+	if err := s.UpdatePartitionFenced(ctx, "upd", newID(), next(p1now, 3, 3), p1now.PartitionEpoch); !errors.Is(err, coordinator.ErrTopicNotFound) {
+		t.Fatalf("fenced update with a wrong topic id: %v, want ErrTopicNotFound", err)
+	}
+	if err := s.UpdatePartitionFenced(ctx, "upd", tp.ID, next(p1now, 3, 3), p1now.PartitionEpoch); err != nil {
+		t.Fatalf("fenced update with the right topic id: %v", err)
+	}
+
+	// Delete and re-create: the new topic starts from its own initial state,
+	// and an update fenced on the old ID cannot reach it.
 	if err := s.DeleteTopic(ctx, "upd"); err != nil {
 		t.Fatal(err)
 	}
 	again := mkTopic("upd", 2, 4)
 	if err := s.CreateTopic(ctx, again); err != nil {
 		t.Fatal(err)
+	}
+	stale := next(again.Partitions[0], 4, 4)
+	if err := s.UpdatePartitionFenced(ctx, "upd", tp.ID, stale, 0); !errors.Is(err, coordinator.ErrTopicNotFound) {
+		t.Fatalf("update fenced on the deleted topic's id: %v, want ErrTopicNotFound", err)
 	}
 	got, err = s.Topic(ctx, "upd")
 	if err != nil {
