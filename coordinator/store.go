@@ -27,6 +27,8 @@ var (
 	ErrTopicExists = errors.New("coordinator: topic already exists")
 	// ErrTopicNotFound: the named topic does not exist.
 	ErrTopicNotFound = errors.New("coordinator: topic not found")
+	// ErrPartitionNotFound: the topic exists but has no partition of that number.
+	ErrPartitionNotFound = errors.New("coordinator: partition not found")
 	// ErrConflict: a compare-and-swap lost (stale revision or epoch), or a
 	// broker ID is already registered by a live broker.
 	ErrConflict = errors.New("coordinator: conflict")

@@ -3,7 +3,6 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -13,9 +12,6 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
-
-// ErrPartitionNotFound: the topic exists but has no partition of that number.
-var ErrPartitionNotFound = errors.New("coordinator: partition not found")
 
 // maxRecordBytes keeps a topic record well under etcd's default request limit
 // (1.5 MiB). About 20,000 partitions with three replicas fit.
