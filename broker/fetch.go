@@ -64,6 +64,9 @@ func (s *Server) readFetch(req *kmsg.FetchRequest, wakes *[]<-chan struct{}) (*k
 			op.Partition = rp.Partition
 			op.HighWatermark, op.LastStableOffset, op.LogStartOffset = -1, -1, -1
 			op.PreferredReadReplica = -1
+			// Never null: librdkafka 2.0.2 rejects a null record set
+			// ("invalid MessageSetSize -1") and retries forever.
+			op.RecordBatches = []byte{}
 			p, code := leaderOf(t, rp.Partition, s.opts.BrokerID)
 			if code == 0 {
 				code = checkLeaderEpoch(p, rp.CurrentLeaderEpoch)
@@ -116,7 +119,9 @@ func (s *Server) readPartition(p *partition, rp kmsg.FetchRequestTopicPartition,
 		s.log.Error("read", "topic", p.topic, "partition", p.index, "offset", rp.FetchOffset, "err", err)
 		return 0, kerr.KafkaStorageError.Code
 	}
-	op.RecordBatches = data
+	if data != nil {
+		op.RecordBatches = data
+	}
 	s.metrics.fetched.WithLabelValues(p.topic).Add(float64(len(data)))
 	return len(data), 0
 }

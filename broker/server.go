@@ -22,6 +22,7 @@ import (
 // Options wires a Server. cmd/strata fills it; tests may too.
 type Options struct {
 	BrokerID  int32
+	DirID     string   // identity of the data directory (see coordinator.BrokerInfo.DirID)
 	Listen    []string // host:port to bind; every one serves the same broker
 	Advertise string   // host:port clients are told to use
 	DataDir   string   // partition logs live in DataDir/logs
@@ -133,6 +134,7 @@ func (s *Server) registerAPIs() {
 	s.register(1, 4, 12, s.handleFetch)
 	s.register(2, 1, 9, s.handleListOffsets)
 	s.register(3, 0, 12, s.handleMetadata)
+	s.register(10, 0, 4, s.handleFindCoordinator)
 	s.register(18, 0, 4, s.handleApiVersions)
 	s.register(19, 2, 7, s.handleCreateTopics)
 	s.register(20, 1, 6, s.handleDeleteTopics)
@@ -168,7 +170,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.listeners = append(s.listeners, ln)
 	}
-	info := coordinator.BrokerInfo{ID: s.opts.BrokerID, Host: s.advHost, Port: s.advPort, Rack: s.cfg.Rack}
+	info := coordinator.BrokerInfo{ID: s.opts.BrokerID, Host: s.advHost, Port: s.advPort, Rack: s.cfg.Rack, DirID: s.opts.DirID}
 	if err := s.store.RegisterBroker(ctx, info); err != nil {
 		s.closeListeners()
 		return fmt.Errorf("broker: register broker %d: %w", s.opts.BrokerID, err)

@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -130,10 +131,19 @@ func (s *Server) applyTopics(topics []coordinator.Topic, startup bool) error {
 	for _, t := range topics {
 		old := cur[t.Name]
 		if old != nil && old.id != t.ID {
+			if !s.confirmGone(old) {
+				// The list is older than what we hold: keep ours.
+				next[t.Name] = old
+				continue
+			}
 			stale = append(stale, nonNil(old.parts)...)
 			old = nil
 		}
-		if old != nil && old.revision >= t.Revision && len(old.states) == len(t.Partitions) && samePartitionStates(old.states, t.Partitions) {
+		if old != nil && t.Revision < old.revision {
+			next[t.Name] = old // an older view than the one applied
+			continue
+		}
+		if old != nil && old.revision == t.Revision && samePartitionStates(old.states, t.Partitions) {
 			next[t.Name] = old
 			continue
 		}
@@ -144,9 +154,14 @@ func (s *Server) applyTopics(topics []coordinator.Topic, startup bool) error {
 		next[t.Name] = ts
 	}
 	for name, old := range cur {
-		if _, ok := next[name]; !ok {
-			stale = append(stale, nonNil(old.parts)...)
+		if _, ok := next[name]; ok {
+			continue
 		}
+		if !s.confirmGone(old) {
+			next[name] = old
+			continue
+		}
+		stale = append(stale, nonNil(old.parts)...)
 	}
 
 	byID := make(map[[16]byte]*topicState, len(next))
@@ -168,6 +183,25 @@ func (s *Server) applyTopics(topics []coordinator.Topic, startup bool) error {
 		s.removeOrphanDirs(next)
 	}
 	return nil
+}
+
+// confirmGone asks etcd (a linearizable read) whether the topic we hold is
+// really gone — deleted, or replaced by a new topic of the same name —
+// before any of its data is removed. Topic lists can arrive out of order
+// (the watch and a handler's refresh race); data must never be deleted on
+// the word of a stale one. When etcd cannot answer, the data stays.
+func (s *Server) confirmGone(t *topicState) bool {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	cur, err := s.store.Topic(ctx, t.name)
+	switch {
+	case errors.Is(err, coordinator.ErrTopicNotFound):
+		return true
+	case err != nil:
+		s.log.Warn("cannot confirm topic deletion; keeping its data for now", "topic", t.name, "err", err)
+		return false
+	}
+	return cur.ID != t.id
 }
 
 func (s *Server) buildTopicState(t coordinator.Topic, old *topicState) (*topicState, error) {

@@ -19,14 +19,22 @@ type BrokerInfo struct {
 	Host string
 	Port int32
 	Rack string
+	// DirID identifies the broker's data directory (a UUID kept in it). A
+	// live registration with the same ID and the same non-empty DirID is
+	// this broker's own, left by an earlier process of it that died
+	// (kill -9) before its lease expired: it is taken over instead of
+	// refused. The caller guarantees one process per data directory (a
+	// lock). A different DirID under the same ID is a real conflict.
+	DirID string
 }
 
 // brokerRecord is the JSON value at <prefix>/brokers/<id>.
 type brokerRecord struct {
-	ID   int32  `json:"id"`
-	Host string `json:"host"`
-	Port int32  `json:"port"`
-	Rack string `json:"rack,omitempty"`
+	ID    int32  `json:"id"`
+	Host  string `json:"host"`
+	Port  int32  `json:"port"`
+	Rack  string `json:"rack,omitempty"`
+	DirID string `json:"dir_id,omitempty"`
 }
 
 // registration is this Store's broker registration.
@@ -78,6 +86,9 @@ func (s *Store) RegisterBroker(ctx context.Context, b BrokerInfo) error {
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(lease.ID))).
 		Commit()
+	if err == nil && !resp.Succeeded {
+		resp, err = s.takeOverOwnRegistration(ctx, op, key, string(val), b, lease.ID)
+	}
 	if err != nil || !resp.Succeeded {
 		s.revokeQuietly(lease.ID)
 		if err != nil {
@@ -107,6 +118,42 @@ func (s *Store) RegisterBroker(ctx context.Context, b BrokerInfo) error {
 	s.mu.Unlock()
 	s.log.Info("broker registered", "broker", b.ID, "host", b.Host, "port", b.Port, "lease_ttl", time.Duration(ttl)*time.Second)
 	return nil
+}
+
+// takeOverOwnRegistration replaces a registration left by an earlier
+// process of this same broker (same ID and data directory), comparing the
+// key's mod revision so that a concurrent change wins, and revokes the old
+// lease. It answers an unsucceeded response when the registration is not
+// ours.
+func (s *Store) takeOverOwnRegistration(ctx context.Context, op, key, val string, b BrokerInfo, lease clientv3.LeaseID) (*clientv3.TxnResponse, error) {
+	if b.DirID == "" {
+		return &clientv3.TxnResponse{}, nil
+	}
+	get, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if len(get.Kvs) == 0 {
+		// Expired meanwhile: register normally.
+		return s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, val, clientv3.WithLease(lease))).
+			Commit()
+	}
+	kv := get.Kvs[0]
+	var old brokerRecord
+	if json.Unmarshal(kv.Value, &old) != nil || old.DirID != b.DirID {
+		return &clientv3.TxnResponse{}, nil
+	}
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
+		Then(clientv3.OpPut(key, val, clientv3.WithLease(lease))).
+		Commit()
+	if err == nil && resp.Succeeded && kv.Lease != 0 {
+		s.log.Info("took over this broker's registration from an earlier process", "broker", b.ID, "old_lease", kv.Lease)
+		s.revokeQuietly(clientv3.LeaseID(kv.Lease))
+	}
+	return resp, err
 }
 
 // keepAlive drains the keep-alive responses; the channel closes when the

@@ -37,19 +37,26 @@ func (c *epochCache) assign(epoch int32, start int64) bool {
 	return true
 }
 
-// endOffsetFor implements OffsetForLeaderEpoch: the largest epoch <= requested
-// and where it ends (the next entry's start, or leo for the latest epoch);
-// (-1, -1) when requested is below the earliest epoch or nothing is known.
+// endOffsetFor implements OffsetForLeaderEpoch with Kafka's semantics:
+//   - the latest epoch (or nothing newer known but requested == latest): (latest, leo);
+//   - requested newer than every known epoch, or nothing known: (-1, -1);
+//   - requested older than the earliest epoch: (requested, earliest start);
+//   - otherwise the largest epoch <= requested and where it ends (the next
+//     entry's start).
 func (c *epochCache) endOffsetFor(requested int32, leo int64) (int32, int64) {
-	i := len(c.entries) - 1
+	n := len(c.entries)
+	if requested < 0 || n == 0 || requested > c.entries[n-1].epoch {
+		return -1, -1
+	}
+	if requested == c.entries[n-1].epoch {
+		return requested, leo
+	}
+	i := n - 1
 	for i >= 0 && c.entries[i].epoch > requested {
 		i--
 	}
 	if i < 0 {
-		return -1, -1
-	}
-	if i == len(c.entries)-1 {
-		return c.entries[i].epoch, leo
+		return requested, c.entries[0].start
 	}
 	return c.entries[i].epoch, c.entries[i+1].start
 }

@@ -316,7 +316,9 @@ func TestEpochCache(t *testing.T) {
 			}
 		}
 	}
-	full := map[int32]want{0: {-1, -1}, 1: {1, 10}, 2: {1, 10}, 3: {3, 20}, 5: {3, 20}, 6: {6, 30}, 9: {6, 30}}
+	// Kafka's semantics: older than the earliest epoch answers (requested,
+	// earliest start); newer than the latest answers (-1, -1).
+	full := map[int32]want{0: {0, 0}, 1: {1, 10}, 2: {1, 10}, 3: {3, 20}, 5: {3, 20}, 6: {6, 30}, 9: {-1, -1}, -1: {-1, -1}}
 	check(t, full)
 	for off, e := range map[int64]int32{0: 1, 9: 1, 10: 3, 19: 3, 20: 6, 29: 6} {
 		if got := l.EpochForOffset(off); got != e {
@@ -331,21 +333,21 @@ func TestEpochCache(t *testing.T) {
 	if err := l.TruncateTo(15); err != nil {
 		t.Fatal(err)
 	}
-	check(t, map[int32]want{1: {1, 10}, 3: {3, 15}, 6: {3, 15}})
+	check(t, map[int32]want{1: {1, 10}, 3: {3, 15}, 6: {-1, -1}})
 	if l.LatestEpoch() != 3 {
 		t.Errorf("latest epoch after truncation %d", l.LatestEpoch())
 	}
 	if err := l.DeleteRecordsBefore(12); err != nil {
 		t.Fatal(err)
 	}
-	check(t, map[int32]want{1: {-1, -1}, 2: {-1, -1}, 3: {3, 15}})
+	check(t, map[int32]want{1: {1, 12}, 2: {2, 12}, 3: {3, 15}})
 	appendN(t, l, 5, 0, 8)
 	check(t, map[int32]want{3: {3, 15}, 7: {3, 15}, 8: {8, 20}})
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
 	l, _ = openTest(t, dir, smallConfig())
-	check(t, map[int32]want{1: {-1, -1}, 3: {3, 15}, 7: {3, 15}, 8: {8, 20}})
+	check(t, map[int32]want{1: {1, 12}, 3: {3, 15}, 7: {3, 15}, 8: {8, 20}, 9: {-1, -1}})
 }
 
 func TestDeleteRecordsBefore(t *testing.T) {

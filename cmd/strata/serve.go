@@ -22,6 +22,7 @@ import (
 
 	"github.com/stratabroker/strata/broker"
 	"github.com/stratabroker/strata/coordinator"
+	"github.com/stratabroker/strata/internal/datadir"
 )
 
 const defaultListen = "127.0.0.1:9092,[::1]:9092"
@@ -105,8 +106,14 @@ func run(o serveOptions, cfg broker.BrokerConfig, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	unlock, err := datadir.Lock(o.dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	dirID, err := datadir.ID(o.dataDir)
+	if err != nil {
+		return err
 	}
 	listen := splitComma(o.listen)
 	if o.listen == defaultListen {
@@ -137,6 +144,7 @@ func run(o serveOptions, cfg broker.BrokerConfig, logger *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := broker.New(broker.Options{
 		BrokerID:  int32(o.brokerID),
+		DirID:     dirID,
 		Listen:    listen,
 		Advertise: o.advertise,
 		DataDir:   o.dataDir,
