@@ -177,6 +177,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.goLoop(s.watchTopics)
 	s.goLoop(s.retentionLoop)
+	s.goLoop(s.flushLoop)
 	for _, ln := range s.listeners {
 		ln := ln
 		s.goLoop(func(ctx context.Context) { s.acceptLoop(ln) })

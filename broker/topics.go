@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -326,6 +327,29 @@ func (s *Server) retentionLoop(ctx context.Context) {
 					s.log.Error("retention", "topic", p.topic, "partition", p.index, "err", err)
 				} else if n > 0 {
 					s.log.Info("retention deleted segments", "topic", p.topic, "partition", p.index, "segments", n, "log_start", l.LogStartOffset())
+				}
+			}
+		}
+	}
+}
+
+// flushLoop applies flush.ms to partitions that went quiet: the append
+// path checks it only when the next write arrives.
+func (s *Server) flushLoop(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, p := range s.allPartitions() {
+				cfg, l := p.config(), p.getLog()
+				if l == nil || cfg == nil || cfg.FlushMs <= 0 || cfg.FlushMs >= math.MaxInt64/2 {
+					continue
+				}
+				if err := l.FlushIfDue(now); err != nil && s.ctx.Err() == nil {
+					s.log.Error("timed flush", "topic", p.topic, "partition", p.index, "err", err)
 				}
 			}
 		}
