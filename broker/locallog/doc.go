@@ -68,6 +68,44 @@
 // .clean-shutdown is an empty checkpoint written by Close and removed by
 // Open; with it Open validates only the last segment's tail.
 //
+// # Producer state
+//
+// Per idempotent producer (producer id >= 0, non-transactional) the log keeps
+// its latest epoch and its last five batches (first/last sequence,
+// first/last offset), as Kafka's ProducerStateManager does. AppendAsLeader
+// checks each such batch under the append lock before writing: an older
+// epoch is ErrInvalidProducerEpoch; a repeat of one of the five (same epoch,
+// same first and last sequence) is answered Duplicate with its original
+// offsets and not written; a new epoch must start at sequence 0 and an
+// unknown producer too (ErrOutOfOrderSequence, ErrUnknownProducerID);
+// otherwise the first sequence must follow the last (wrapping after
+// MaxInt32). Followers and recovery update the state without checks.
+//
+// The state is written as <base offset>.snapshot whenever a segment is
+// rolled (the state before the new segment's first offset) and by Close (at
+// the log end), atomically like a checkpoint, with the checkpoint frame
+// (version 1, length, payload, crc32c). Payload, big-endian:
+//
+//	0        8         12
+//	+--------+---------+---------------------------------
+//	|offset  |count n  | n × entry, producer ids ascending
+//	|i64     |u32      |
+//	+--------+---------+---------------------------------
+//	entry:
+//	0        8      10       18  19
+//	+--------+------+--------+---+-----------------------------
+//	|pid i64 |epoch |lastTs  |k  | k × (firstSeq i32, lastSeq i32,
+//	|        |i16   |i64     |u8 |      firstOffset i64, lastOffset i64)
+//	+--------+------+--------+---+-----------------------------
+//
+// offset repeats the file name; every batch lies below it. Open loads the
+// newest valid snapshot at or below the recovered log end (deleting those
+// above it) and replays the batch headers from there; with none it replays
+// the whole log. TruncateTo does the same for its new end. Deleting
+// segments deletes the snapshots below the new first segment but never the
+// newest. Producers are kept when their batches leave the log (as Kafka
+// does since KIP-360); they are not yet expired.
+//
 // # Durability
 //
 // Appends go to the page cache. Flush (and the flush policy

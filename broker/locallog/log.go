@@ -73,6 +73,9 @@ type AppendResult struct {
 	FirstOffset, LastOffset int64
 	LogAppendTime           int64 // -1 unless the topic uses LogAppendTime
 	LogStartOffset          int64
+	// Duplicate: the append repeated one of an idempotent producer's latest
+	// batches; nothing was written and the offsets are the original ones.
+	Duplicate bool
 }
 
 // SegmentInfo describes one segment.
@@ -97,9 +100,10 @@ type Log struct {
 	now    func() time.Time
 
 	writeMu       sync.Mutex
-	cfg           Config    // (writeMu)
-	unflushedMsgs int64     // (writeMu)
-	lastFlush     time.Time // (writeMu)
+	cfg           Config        // (writeMu)
+	unflushedMsgs int64         // (writeMu)
+	lastFlush     time.Time     // (writeMu)
+	producers     producerState // (writeMu) idempotent producers, see producerstate.go
 
 	flushMu sync.Mutex
 
@@ -127,13 +131,20 @@ func (l *Log) active() *segment { return l.segs[len(l.segs)-1] }
 // offset and leaderEpoch into each batch in place. LogAppendTime topics also
 // get their timestamps and CRC rewritten. The bytes go to the segment in one
 // write; the segment is rolled first when needed.
+//
+// Batches with a producer id are checked against the producer state first
+// (ErrInvalidProducerEpoch, ErrOutOfOrderSequence, ErrUnknownProducerID:
+// nothing is written). When a batch repeats one of its producer's latest
+// five, nothing is written and the result carries Duplicate and the
+// original offsets (LogAppendTime -1).
 func (l *Log) AppendAsLeader(records []byte, leaderEpoch int32) (AppendResult, error) {
 	return l.append(records, leaderEpoch, true)
 }
 
 // AppendAsFollower appends batches that already carry offsets and epochs. The
 // first base offset must equal LogEndOffset, offsets must be dense, and every
-// CRC must match (ErrCorrupt otherwise).
+// CRC must match (ErrCorrupt otherwise). Producer state follows the batches
+// without validation.
 func (l *Log) AppendAsFollower(records []byte) (AppendResult, error) {
 	return l.append(records, -1, false)
 }
@@ -146,7 +157,7 @@ type batchInfo struct {
 func (l *Log) append(records []byte, leaderEpoch int32, leader bool) (AppendResult, error) {
 	l.writeMu.Lock()
 	res, ticket, err := l.appendLocked(records, leaderEpoch, leader)
-	if err == nil {
+	if err == nil && !res.Duplicate {
 		err = l.applyFlushPolicy(res.LastOffset - res.FirstOffset + 1)
 	}
 	groupCommit := l.cfg.GroupCommit
@@ -171,6 +182,7 @@ func (l *Log) appendLocked(records []byte, leaderEpoch int32, leader bool) (Appe
 		appendTime = l.now().UnixMilli()
 	}
 	batches := make([]batchInfo, 0, 1)
+	pa := producerAppend{ps: &l.producers}
 	for rest, pos := records, int64(0); len(rest) > 0; {
 		b, r, err := kafkaproto.NextBatch(rest)
 		if err != nil {
@@ -181,6 +193,19 @@ func (l *Log) appendLocked(records []byte, leaderEpoch int32, leader bool) (Appe
 			return AppendResult{}, 0, fmt.Errorf("append at offset %d: batch %d malformed: %w", next, len(batches), ErrCorrupt)
 		}
 		if leader {
+			dup, err := pa.validate(&h, next)
+			if err != nil {
+				return AppendResult{}, 0, fmt.Errorf("append at offset %d: %w", next, err)
+			}
+			if dup != nil {
+				// Kafka answers the whole append with the first duplicate.
+				// Its ticket covers every append so far, the original included.
+				l.mu.RLock()
+				res := AppendResult{FirstOffset: dup.firstOffset, LastOffset: dup.lastOffset, LogAppendTime: -1, LogStartOffset: l.logStart, Duplicate: true}
+				ticket := l.appendSeq
+				l.mu.RUnlock()
+				return res, ticket, nil
+			}
 			kafkaproto.StampBaseOffset(b, next)
 			kafkaproto.StampLeaderEpoch(b, leaderEpoch)
 			if appendTime >= 0 {
@@ -194,6 +219,7 @@ func (l *Log) appendLocked(records []byte, leaderEpoch int32, leader bool) (Appe
 			if crc := kafkaproto.BatchCRC(b); crc != h.CRC {
 				return AppendResult{}, 0, fmt.Errorf("append as follower at offset %d: crc %08x, computed %08x: %w", next, h.CRC, crc, ErrCorrupt)
 			}
+			pa.record(&h, next)
 		}
 		batches = append(batches, batchInfo{pos, h})
 		next = h.LastOffset() + 1
@@ -220,6 +246,7 @@ func (l *Log) appendLocked(records []byte, leaderEpoch int32, leader bool) (Appe
 		l.logger.Warn("locallog: index write failed", "dir", l.dir, "err", err)
 		offs, times = nil, nil
 	}
+	pa.commit()
 
 	l.mu.Lock()
 	if base == 0 {
@@ -290,6 +317,11 @@ func (l *Log) rollLocked() error {
 	ns, err := openSegment(l.dir, l.leo, true)
 	if err != nil {
 		return fmt.Errorf("roll: %w", err)
+	}
+	// The producer state as of the new segment's base offset. Recovery
+	// rebuilds it from the log when this fails, so a failure only warns.
+	if err := l.writeSnapshotLocked(); err != nil {
+		l.logger.Warn("locallog: producer snapshot write failed", "dir", l.dir, "offset", l.leo, "err", err)
 	}
 	te, ok := old.sealTimeIndex()
 	if ok {
@@ -533,9 +565,12 @@ func (l *Log) Close() error {
 	if l.closed {
 		return nil
 	}
+	err := l.writeSnapshotLocked()
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
-	err := l.flushLocked(true)
+	if err == nil {
+		err = l.flushLocked(true)
+	}
 	if err == nil {
 		err = writeCheckpoint(l.dir, cleanShutdownFile, nil)
 	}

@@ -52,7 +52,11 @@ func (l *Log) advanceStartLocked(newStart int64, n int) error {
 			return err
 		}
 	}
-	return l.removeSegmentsLocked(0, n)
+	if err := l.removeSegmentsLocked(0, n); err != nil {
+		return err
+	}
+	// Snapshots go with their segments; the newest always stays.
+	return l.deleteSnapshotsBeforeLocked(l.segs[0].base)
 }
 
 // removeSegmentsLocked unlinks segments [from, from+n) from the log and
@@ -125,9 +129,13 @@ func (l *Log) TruncateTo(offset int64) error {
 		}
 	}
 	if epochPayload != nil {
-		return writeCheckpoint(l.dir, leaderEpochFile, epochPayload)
+		if err := writeCheckpoint(l.dir, leaderEpochFile, epochPayload); err != nil {
+			return err
+		}
 	}
-	return nil
+	// Producer state after the truncation point goes: reload the newest
+	// snapshot at or below the new end and replay from there.
+	return l.loadProducerStateLocked()
 }
 
 // truncateSegment cuts s at the batch holding offset and rebuilds its index
@@ -165,6 +173,10 @@ func (l *Log) truncateFullyLocked(offset int64) error {
 	l.dirDirty = true
 	l.mu.Unlock()
 	if err := l.removeSegmentsLocked(0, n); err != nil {
+		return err
+	}
+	l.producers = producerState{}
+	if err := l.deleteSnapshots(func(int64) bool { return true }); err != nil {
 		return err
 	}
 	for _, c := range []struct {

@@ -230,6 +230,9 @@ func (l *Log) recover() error {
 			return err
 		}
 	}
+	if err := l.loadProducerStateLocked(); err != nil {
+		return err
+	}
 	// Everything kept is validated now: make it durable and move the
 	// recovery point to the log end.
 	l.flushMu.Lock()
