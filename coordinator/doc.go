@@ -24,14 +24,18 @@
 //	<prefix>/brokers/<id>                      BrokerInfo JSON, attached to the broker's lease
 //	<prefix>/topics/<name>                     topic record JSON (see below)
 //	<prefix>/topics/<name>/partitions/<p>      current state of partition p, once it changed
+//	<prefix>/groups/<g>/owner                  owning broker ID (decimal), attached to its lease
+//	<prefix>/groups/<g>/offsets/<b>            committed offsets of the topics in bucket b (0..63), binary
+//	<prefix>/producer-ids/next                 next free producer ID (decimal), advanced by CAS
 //
 // reserved for later issues (not written yet):
 //
 //	<prefix>/controller                        controller election (lease-held key)
 //	<prefix>/remote/<topicID>/<p>/<segmentID>  remote-segment metadata (copy/delete state)
-//	<prefix>/groups/<group>/...                consumer-group offsets
-//	<prefix>/producer-ids/next                 producer-id block allocation
 //
+// <g> is the group ID path-escaped (url.PathEscape: '/' is %2F, '%' is
+// %25), since Kafka group IDs may contain any character; empty IDs are
+// refused.
 // Topic names are legal Kafka names ([a-zA-Z0-9._-], at most 249), so they
 // never contain '/', and "<prefix>/topics/" alone holds every topic and all
 // its partition state: one range read lists the cluster at one revision and
@@ -73,6 +77,52 @@
 // topic Revision used by SetTopicConfigs/AddPartitions does not move with ISR
 // churn. DeleteTopic removes the record and the whole "<name>/" subtree in one
 // transaction.
+//
+// # Consumer groups
+//
+// One broker owns a group at a time. AcquireGroup creates the owner key
+// (guarded by "create revision = 0") under the broker's registration lease,
+// so the ownership dies with the broker: at once on Close (lease revoked),
+// after the lease TTL on kill -9. The key's create revision is the ownership
+// epoch (GroupOwner.Revision): it is new on every acquisition, and every
+// offset write (commit, delete, expire, delete group) compares it in the
+// same transaction, so a broker that lost the group writes nothing and gets
+// ErrConflict (it answers NOT_COORDINATOR). Offsets outlive owners.
+//
+// Offsets are spread over at most 64 keys per group: topic t lives in bucket
+// FNV-1a-32(t) mod 64. A commit reads the buckets it touches, merges its
+// partitions in, and writes them back in one transaction that compares the
+// owner key's create revision and each bucket's mod revision (0 = absent):
+// at most 65 compares and 64 puts for any number of topics, under etcd's 128
+// operations per transaction; so one commit of any size is atomic. Losing
+// only a bucket race (a concurrent commit of the same group) re-reads and
+// retries, bounded; merges are per partition, so concurrent commits never
+// lose each other. A write whose bucket values exceed 1.4 MiB in total
+// (about 50,000 partitions without metadata) is refused with ErrInvalid,
+// under etcd's 1.5 MiB request limit. DeleteGroup deletes the offsets/
+// prefix in one fenced transaction and leaves the ownership.
+//
+// Offsets bucket value (varints as in encoding/binary; u = unsigned,
+// s = zig-zag signed), topics and their partitions sorted:
+//
+//	+---------+------------------------------------------------------+
+//	| ver = 1 | topic entry ...                                      |
+//	+---------+------------------------------------------------------+
+//	topic entry:  u len | name bytes | u count | partition entry × count
+//	partition entry:
+//	  u partition | s offset | s leader epoch | s commit timestamp (ms)
+//	  | u metadata length + 1 (0 = null metadata) | metadata bytes
+//
+// About 6 to 20 bytes per partition plus metadata. No CRC: etcd checks
+// integrity; a value that fails to decode is an error, never half-read.
+//
+// # Producer IDs
+//
+// AllocateProducerIDs reads <prefix>/producer-ids/next and advances it by
+// n in a transaction comparing its mod revision (absent = 0, starting at 0),
+// retrying a lost race on a fresh read. Blocks are disjoint across Stores,
+// brokers and restarts; a block whose transaction outcome is unknown
+// (ErrUnavailable) is never handed out again, only wasted.
 //
 // # Failure behaviour
 //
