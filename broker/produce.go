@@ -12,6 +12,14 @@ package broker
 // partition and nothing of that partition is written. acks=0 gets no
 // response. Transactions are not supported: transactional batches are
 // refused.
+//
+// Idempotent batches (producer id >= 0) are checked by the partition log
+// against its producer state under the append lock: a retried duplicate of
+// one of the producer's last five batches is answered success with its
+// original base offset (LogAppendTime -1) and stored once; a sequence gap or
+// a new epoch not starting at 0 gets OUT_OF_ORDER_SEQUENCE_NUMBER, an older
+// epoch INVALID_PRODUCER_EPOCH, a producer unknown to the partition starting
+// above sequence 0 UNKNOWN_PRODUCER_ID.
 
 import (
 	"context"
@@ -20,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/stratabroker/strata/broker/locallog"
 	"github.com/stratabroker/strata/kafkaproto"
 )
 
@@ -80,13 +89,23 @@ func (s *Server) producePartition(req *kmsg.ProduceRequest, topic string, rp kms
 	}
 	res, err := p.appendAsLeader(rp.Records)
 	if err != nil {
+		switch {
+		case errors.Is(err, locallog.ErrOutOfOrderSequence):
+			return kerr.OutOfOrderSequenceNumber.Code, err.Error()
+		case errors.Is(err, locallog.ErrInvalidProducerEpoch):
+			return kerr.InvalidProducerEpoch.Code, err.Error()
+		case errors.Is(err, locallog.ErrUnknownProducerID):
+			return kerr.UnknownProducerID.Code, err.Error()
+		}
 		s.log.Error("append", "topic", topic, "partition", rp.Partition, "err", err)
 		if errors.Is(err, errPartitionClosed) {
 			return kerr.NotLeaderForPartition.Code, ""
 		}
 		return kerr.KafkaStorageError.Code, err.Error()
 	}
-	s.metrics.produced.WithLabelValues(topic).Add(float64(len(rp.Records)))
+	if !res.Duplicate {
+		s.metrics.produced.WithLabelValues(topic).Add(float64(len(rp.Records)))
+	}
 	op.BaseOffset = res.FirstOffset
 	op.LogAppendTime = res.LogAppendTime
 	op.LogStartOffset = res.LogStartOffset

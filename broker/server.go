@@ -139,6 +139,7 @@ func (s *Server) registerAPIs() {
 	s.register(19, 2, 7, s.handleCreateTopics)
 	s.register(20, 1, 6, s.handleDeleteTopics)
 	s.register(21, 0, 2, s.handleDeleteRecords)
+	s.registerInitProducerID()
 	s.register(23, 2, 4, s.handleOffsetForLeaderEpoch)
 	s.register(32, 1, 4, s.handleDescribeConfigs)
 	s.register(33, 0, 2, s.handleAlterConfigs)

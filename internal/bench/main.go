@@ -76,7 +76,11 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: strata bench [flags]\n\nbenchmarks:\n")
 		for _, b := range Benchmarks() {
-			fmt.Fprintf(fs.Output(), "  %-7s %s (goal: %s ratio ≥ %.2f)\n", b.ID, b.Title, b.Limit, b.Goal)
+			cmp := "≥"
+			if b.Ceiling {
+				cmp = "≤"
+			}
+			fmt.Fprintf(fs.Output(), "  %-7s %s (goal: %s ratio %s %.2f)\n", b.ID, b.Title, b.Limit, cmp, b.Goal)
 		}
 		fmt.Fprintln(fs.Output(), "\nflags:")
 		fs.PrintDefaults()
@@ -231,7 +235,7 @@ func Run(ctx context.Context, opts Options, logw io.Writer) (*Report, string, er
 
 	for _, b := range sel {
 		br := BenchReport{ID: b.ID, Title: b.Title, Primary: b.Primary, Limit: b.Limit,
-			LimitFactor: b.LimitFactor, Goal: b.Goal, Reps: []RepReport{}}
+			LimitFactor: b.LimitFactor, Goal: b.Goal, Ceiling: b.Ceiling, Shown: b.Shown, Reps: []RepReport{}}
 		if binErr != nil {
 			br.Error = fmt.Sprintf("no strata binary: %v", binErr)
 		} else {

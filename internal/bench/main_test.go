@@ -84,7 +84,7 @@ func TestSmokeQuick(t *testing.T) {
 	}
 	out, data := t.TempDir(), t.TempDir()
 	var stdout, stderr bytes.Buffer
-	run([]string{"--quick", "--reps", "1", "--duration", "1s", "--warmup", "1s", "--c1-bytes", "32MiB",
+	run([]string{"--quick", "--only", "P1,C1", "--reps", "1", "--duration", "1s", "--warmup", "1s", "--c1-bytes", "32MiB", // M1: m1_test.go
 		"--out", out, "--data-dir", data, "--bin", bin}, &stdout, &stderr)
 	t.Logf("stdout:\n%s", stdout.String())
 	r := readReport(t, out)

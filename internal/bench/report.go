@@ -76,7 +76,9 @@ type BenchReport struct {
 	Limit       string             `json:"limit"`
 	LimitFactor float64            `json:"limit_factor"`
 	LimitValue  Value              `json:"limit_value"` // the limit the ratio divides by
-	Goal        float64            `json:"goal"`        // median ratio ≥ goal
+	Goal        float64            `json:"goal"`        // median ratio ≥ goal (≤ when ceiling)
+	Ceiling     bool               `json:"ceiling,omitempty"`
+	Shown       []string           `json:"-"`
 	Error       string             `json:"error,omitempty"`
 	Reps        []RepReport        `json:"reps"`
 	Summary     map[string]Summary `json:"summary"`
@@ -178,7 +180,7 @@ func (br *BenchReport) finish(limit Value) {
 	switch {
 	case !med.OK():
 		br.Verdict, br.Why = VerdictUnmeasured, med.Reason
-	case *med.V >= br.Goal:
+	case br.Ceiling && *med.V <= br.Goal, !br.Ceiling && *med.V >= br.Goal:
 		br.Verdict = VerdictPass
 	default:
 		br.Verdict = VerdictFail
@@ -264,8 +266,11 @@ func PrintTable(w io.Writer, r *Report) {
 		fmt.Fprintln(tw, "NOISY RUN: limits moved by more than 30 % between before and after")
 	}
 	fmt.Fprintln(tw, "\nbench\tfigure\tmin\tmedian\tmax\tn\t")
-	figs := []string{FigMBps, FigMBperCPU, FigRatio}
 	for _, b := range r.Benchmarks {
+		figs := b.Shown
+		if figs == nil {
+			figs = []string{FigMBps, FigMBperCPU, FigRatio}
+		}
 		if b.Error != "" {
 			fmt.Fprintf(tw, "%s\t(failed: %s)\n", b.ID, oneLine(b.Error))
 			continue
@@ -298,7 +303,11 @@ func PrintTable(w io.Writer, r *Report) {
 		if b.Why != "" {
 			v += " (" + oneLine(b.Why) + ")"
 		}
-		fmt.Fprintf(tw, "%s vs %s\t%s\t≥ %.2f\t%s\t\n", b.ID, b.Limit, med, b.Goal, v)
+		cmp := "≥"
+		if b.Ceiling {
+			cmp = "≤"
+		}
+		fmt.Fprintf(tw, "%s vs %s\t%s\t%s %.2f\t%s\t\n", b.ID, b.Limit, med, cmp, b.Goal, v)
 	}
 	tw.Flush()
 }
