@@ -29,12 +29,6 @@ const producerIDBlockSize = 1000
 // it the memory is cleared and bump requests get fresh ids (still correct).
 const producerIDsRemembered = 100_000
 
-// producerIDAllocator reserves blocks of producer ids: [first, first+n).
-// coordinator.Store satisfies it.
-type producerIDAllocator interface {
-	AllocateProducerIDs(ctx context.Context, n int64) (first int64, err error)
-}
-
 // producerIDs hands out producer ids from the current block. mu guards all
 // fields and is held across a block refill (one etcd round trip per
 // producerIDBlockSize ids).
@@ -82,11 +76,10 @@ func (p *producerIDs) init(ctx context.Context, pid int64, epoch int16) (int64, 
 // can reserve producer ids; without one the API is not advertised and
 // clients produce without idempotence.
 func (s *Server) registerInitProducerID() {
-	a, ok := any(s.store).(producerIDAllocator)
-	if !ok || s.store == nil {
+	if s.store == nil {
 		return
 	}
-	s.register(22, 0, 4, s.newInitProducerID(a.AllocateProducerIDs))
+	s.register(22, 0, 4, s.newInitProducerID(s.store.AllocateProducerIDs))
 }
 
 // newInitProducerID returns the InitProducerId handler, with its own
