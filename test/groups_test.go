@@ -285,11 +285,19 @@ type groupsMember struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu   sync.Mutex
-	errs []string
+	mu       sync.Mutex
+	errs     []string
+	tolerate string // errors containing this are expected (a killed broker's address)
+	ignored  int
 }
 
 func groupsStartMember(t *testing.T, name string, seeds []string, group, topic string, tr *groupsTracker, gate *atomic.Int64, opts ...kgo.Opt) *groupsMember {
+	return groupsStartMemberTolerating(t, name, "", seeds, group, topic, tr, gate, opts...)
+}
+
+// groupsStartMemberTolerating is groupsStartMember for a member whose
+// errors containing tolerate are expected.
+func groupsStartMemberTolerating(t *testing.T, name, tolerate string, seeds []string, group, topic string, tr *groupsTracker, gate *atomic.Int64, opts ...kgo.Opt) *groupsMember {
 	t.Helper()
 	base := []kgo.Opt{
 		kgo.SeedBrokers(seeds...),
@@ -310,7 +318,7 @@ func groupsStartMember(t *testing.T, name string, seeds []string, group, topic s
 		t.Fatalf("member %s: kgo.NewClient: %v", name, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	m := &groupsMember{name: name, cl: cl, cancel: cancel, done: make(chan struct{})}
+	m := &groupsMember{name: name, cl: cl, cancel: cancel, done: make(chan struct{}), tolerate: tolerate}
 	go m.run(ctx, tr, gate)
 	t.Cleanup(m.stop)
 	return m
@@ -319,6 +327,10 @@ func groupsStartMember(t *testing.T, name string, seeds []string, group, topic s
 func (m *groupsMember) errorf(format string, args ...any) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if msg := fmt.Sprintf(format, args...); m.tolerate != "" && strings.Contains(msg, m.tolerate) {
+		m.ignored++
+		return
+	}
 	if len(m.errs) < 10 {
 		m.errs = append(m.errs, fmt.Sprintf(format, args...))
 	}
@@ -368,6 +380,9 @@ func (m *groupsMember) check(t *testing.T) {
 	defer m.mu.Unlock()
 	for _, e := range m.errs {
 		t.Errorf("member %s", e)
+	}
+	if m.ignored > 0 {
+		t.Logf("member %s: %d expected errors mentioning %s", m.name, m.ignored, m.tolerate)
 	}
 }
 
