@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/stratabroker/strata/broker/groups"
 	"github.com/stratabroker/strata/coordinator"
 	"github.com/stratabroker/strata/kafkaproto"
 )
@@ -41,6 +42,7 @@ type Server struct {
 	cfg      BrokerConfig
 	log      *slog.Logger
 	store    *coordinator.Store
+	groups   *groups.Manager // the consumer-group coordinator
 	metrics  *metrics
 	apis     map[int16]api
 	versions kafkaproto.VersionTable
@@ -118,6 +120,7 @@ func New(opts Options) (*Server, error) {
 		conns:   make(map[net.Conn]struct{}),
 	}
 	s.metrics = newMetrics(reg, s)
+	s.groups = s.newGroupManager()
 	s.registerAPIs()
 	return s, nil
 }
@@ -134,7 +137,15 @@ func (s *Server) registerAPIs() {
 	s.register(1, 4, 12, s.handleFetch)
 	s.register(2, 1, 9, s.handleListOffsets)
 	s.register(3, 0, 12, s.handleMetadata)
+	s.register(8, 2, 9, s.handleOffsetCommit)
+	s.register(9, 1, 9, s.handleOffsetFetch)
 	s.register(10, 0, 4, s.handleFindCoordinator)
+	s.register(11, 0, 9, s.handleJoinGroup)
+	s.register(12, 0, 4, s.handleHeartbeat)
+	s.register(13, 0, 5, s.handleLeaveGroup)
+	s.register(14, 0, 5, s.handleSyncGroup)
+	s.register(15, 0, 5, s.handleDescribeGroups)
+	s.register(16, 0, 5, s.handleListGroups)
 	s.register(18, 0, 4, s.handleApiVersions)
 	s.register(19, 2, 7, s.handleCreateTopics)
 	s.register(20, 1, 6, s.handleDeleteTopics)
@@ -144,7 +155,9 @@ func (s *Server) registerAPIs() {
 	s.register(32, 1, 4, s.handleDescribeConfigs)
 	s.register(33, 0, 2, s.handleAlterConfigs)
 	s.register(37, 0, 3, s.handleCreatePartitions)
+	s.register(42, 0, 2, s.handleDeleteGroups)
 	s.register(44, 0, 1, s.handleIncrementalAlterConfigs)
+	s.register(47, 0, 0, s.handleOffsetDelete)
 	s.register(60, 0, 1, s.handleDescribeCluster)
 }
 
@@ -178,6 +191,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.goLoop(s.watchTopics)
 	s.goLoop(s.retentionLoop)
+	s.groups.Start()
 	s.goLoop(s.flushLoop)
 	for _, ln := range s.listeners {
 		ln := ln
@@ -223,6 +237,9 @@ func (s *Server) Close() error {
 		}
 		s.connsMu.Unlock()
 		s.wg.Wait()
+		if err := s.groups.Close(); err != nil {
+			s.log.Warn("release consumer groups", "err", err)
+		}
 
 		s.applyMu.Lock()
 		defer s.applyMu.Unlock()

@@ -26,6 +26,11 @@ var Settings = sortSettings([]Setting{
 	{"auto.create.topics.enable", "true", "create a topic when a client asks for metadata of, or produces to, an unknown topic", isBool},
 	{"broker.rack", "", "rack of this broker (for rack-aware replica placement)", nil},
 	{"default.replication.factor", "1", "replication factor of automatically created topics and of CreateTopics with -1", intRange(1, 32767)},
+	{"group.initial.rebalance.delay.ms", "3000", "how long a new group waits for more members before its first rebalance completes", intRange(0, math.MaxInt32)},
+	{"group.max.session.timeout.ms", "1800000", "largest session timeout a group member may ask for", intRange(1, math.MaxInt32)},
+	{"group.min.session.timeout.ms", "6000", "smallest session timeout a group member may ask for", intRange(1, math.MaxInt32)},
+	{"offsets.retention.check.interval.ms", "600000", "how often offsets of empty groups are checked for expiry", intRange(1, math.MaxInt64)},
+	{"offsets.retention.minutes", "10080", "committed offsets of a group are deleted once it has been empty this long", intRange(1, math.MaxInt32)},
 	{"log.flush.group.commit", "false", "fsync before acknowledging produce requests; concurrent producers share one fsync (opt-in durability against machine crashes)", isBool},
 	{"log.flush.interval.messages", strconv.FormatInt(math.MaxInt64, 10), "fsync a partition after this many messages (default: never, rely on the page cache and replication, like Kafka)", intRange(1, math.MaxInt64)},
 	{"log.flush.interval.ms", "-1", "fsync a partition when its oldest unflushed write is this old; -1 = never", intRange(-1, math.MaxInt64)},
@@ -76,6 +81,11 @@ type BrokerConfig struct {
 	NumPartitions               int32
 	SocketRequestMaxBytes       int32
 	UncleanLeaderElectionEnable bool
+	GroupInitialRebalanceDelay  time.Duration
+	GroupMinSessionTimeout      time.Duration
+	GroupMaxSessionTimeout      time.Duration
+	OffsetsRetention            time.Duration
+	OffsetsRetentionCheck       time.Duration
 
 	raw map[string]string
 }
@@ -126,6 +136,11 @@ func ParseBrokerConfig(values map[string]string) (BrokerConfig, error) {
 		NumPartitions:               int32(i64("num.partitions")),
 		SocketRequestMaxBytes:       int32(i64("socket.request.max.bytes")),
 		UncleanLeaderElectionEnable: b("unclean.leader.election.enable"),
+		GroupInitialRebalanceDelay:  time.Duration(i64("group.initial.rebalance.delay.ms")) * time.Millisecond,
+		GroupMinSessionTimeout:      time.Duration(i64("group.min.session.timeout.ms")) * time.Millisecond,
+		GroupMaxSessionTimeout:      time.Duration(i64("group.max.session.timeout.ms")) * time.Millisecond,
+		OffsetsRetention:            time.Duration(i64("offsets.retention.minutes")) * time.Minute,
+		OffsetsRetentionCheck:       time.Duration(i64("offsets.retention.check.interval.ms")) * time.Millisecond,
 		raw:                         raw,
 	}
 	if raw["log.retention.hours"] == "-1" {
