@@ -285,19 +285,20 @@ type groupsMember struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu       sync.Mutex
-	errs     []string
-	tolerate string // errors containing this are expected (a killed broker's address)
-	ignored  int
+	mu          sync.Mutex
+	errs        []string
+	tolerate    []string // errors containing one of these are expected (failover)
+	ignored     int
+	lastIgnored string
 }
 
 func groupsStartMember(t *testing.T, name string, seeds []string, group, topic string, tr *groupsTracker, gate *atomic.Int64, opts ...kgo.Opt) *groupsMember {
-	return groupsStartMemberTolerating(t, name, "", seeds, group, topic, tr, gate, opts...)
+	return groupsStartMemberTolerating(t, name, nil, seeds, group, topic, tr, gate, opts...)
 }
 
 // groupsStartMemberTolerating is groupsStartMember for a member whose
-// errors containing tolerate are expected.
-func groupsStartMemberTolerating(t *testing.T, name, tolerate string, seeds []string, group, topic string, tr *groupsTracker, gate *atomic.Int64, opts ...kgo.Opt) *groupsMember {
+// errors containing one of tolerate are expected.
+func groupsStartMemberTolerating(t *testing.T, name string, tolerate []string, seeds []string, group, topic string, tr *groupsTracker, gate *atomic.Int64, opts ...kgo.Opt) *groupsMember {
 	t.Helper()
 	base := []kgo.Opt{
 		kgo.SeedBrokers(seeds...),
@@ -327,9 +328,13 @@ func groupsStartMemberTolerating(t *testing.T, name, tolerate string, seeds []st
 func (m *groupsMember) errorf(format string, args ...any) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if msg := fmt.Sprintf(format, args...); m.tolerate != "" && strings.Contains(msg, m.tolerate) {
-		m.ignored++
-		return
+	msg := fmt.Sprintf(format, args...)
+	for _, s := range m.tolerate {
+		if strings.Contains(msg, s) {
+			m.ignored++
+			m.lastIgnored = msg
+			return
+		}
 	}
 	if len(m.errs) < 10 {
 		m.errs = append(m.errs, fmt.Sprintf(format, args...))
@@ -382,7 +387,7 @@ func (m *groupsMember) check(t *testing.T) {
 		t.Errorf("member %s", e)
 	}
 	if m.ignored > 0 {
-		t.Logf("member %s: %d expected errors mentioning %s", m.name, m.ignored, m.tolerate)
+		t.Logf("member %s: %d expected errors, the last: %s", m.name, m.ignored, m.lastIgnored)
 	}
 }
 
