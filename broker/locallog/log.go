@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -20,6 +21,9 @@ var (
 	ErrClosed = errors.New("locallog: log closed")
 	// ErrCorrupt: malformed batches or damaged files.
 	ErrCorrupt = errors.New("locallog: corrupt data")
+	// ErrOffsetTiered: an offset in [LogStartOffset, LocalLogStartOffset),
+	// held only by the remote tier.
+	ErrOffsetTiered = errors.New("locallog: offset below the local log start (in the remote tier)")
 )
 
 // Config holds the topic and broker settings the log obeys (Kafka names in
@@ -36,6 +40,14 @@ type Config struct {
 	FlushIntervalMessages int64 // log.flush.interval.messages; <=0 or MaxInt64 = never (rely on page cache, Kafka's default)
 	FlushIntervalMs       int64 // log.flush.interval.ms; <=0 = never (checked on append)
 	GroupCommit           bool  // opt-in: Append returns only after fsync; concurrent appenders share one fsync
+
+	// Tiered (remote.storage.enable): the log start may lie below the first
+	// local segment (the data between is in the remote tier), and
+	// EnforceRetention applies LocalRetentionMs / LocalRetentionBytes only
+	// to segments at or below the offset given to SetTieredOffset.
+	Tiered              bool
+	LocalRetentionMs    int64 // local.retention.ms resolved (-2 already replaced by RetentionMs), -1 = forever
+	LocalRetentionBytes int64 // local.retention.bytes resolved, -1 = unlimited
 }
 
 // DefaultConfig returns Kafka's defaults.
@@ -110,7 +122,8 @@ type Log struct {
 	mu            sync.RWMutex
 	segs          []*segment
 	leo           int64
-	logStart      int64
+	logStart      int64 // first readable offset, local or remote; <= segs[0].base only when tiered
+	tieredUpTo    int64 // last offset known uploaded (SetTieredOffset), -1 none
 	recoveryPoint int64
 	epochs        epochCache
 	closed        bool
@@ -480,16 +493,73 @@ func (l *Log) waitDurable(ticket int64) error {
 	return nil
 }
 
-// LogStartOffset is the first readable offset.
+// LogStartOffset is the first readable offset over both tiers.
 func (l *Log) LogStartOffset() int64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.logStart
 }
 
-// LocalLogStartOffset is the first offset held locally (== LogStartOffset
-// until tiering exists).
-func (l *Log) LocalLogStartOffset() int64 { return l.LogStartOffset() }
+// LocalLogStartOffset is the first offset held locally: LogStartOffset
+// unless the log is tiered and older segments live only in the remote tier.
+func (l *Log) LocalLogStartOffset() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.localStartLocked()
+}
+
+// localStartLocked: caller holds mu.
+func (l *Log) localStartLocked() int64 { return max(l.logStart, l.segs[0].base) }
+
+// SetTieredOffset records the last offset known to be uploaded and finished
+// in the remote tier; a tiered log deletes local segments only at or below
+// it (DESIGN.md invariant 3). It never moves backwards.
+func (l *Log) SetTieredOffset(off int64) {
+	l.mu.Lock()
+	l.tieredUpTo = max(l.tieredUpTo, off)
+	l.mu.Unlock()
+}
+
+// TieredOffset is the value of SetTieredOffset, -1 if never set.
+func (l *Log) TieredOffset() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.tieredUpTo
+}
+
+// EpochStart is one leader-epoch history entry: epoch begins at Start.
+type EpochStart struct {
+	Epoch int32
+	Start int64
+}
+
+// EpochHistory returns the leader-epoch history, oldest first.
+func (l *Log) EpochHistory() []EpochStart {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	out := make([]EpochStart, len(l.epochs.entries))
+	for i, e := range l.epochs.entries {
+		out[i] = EpochStart{e.epoch, e.start}
+	}
+	return out
+}
+
+// EncodeEpochHistory renders entries in the leader-epoch checkpoint format
+// (uploaded with tiered segments).
+func EncodeEpochHistory(entries []EpochStart) []byte {
+	c := epochCache{}
+	for _, e := range entries {
+		c.entries = append(c.entries, epochEntry{e.Epoch, e.Start})
+	}
+	return c.encode()
+}
+
+// ProducerSnapshot returns the raw producer-state snapshot taken at offset
+// (written when the segment ending there was rolled); os.ErrNotExist-wrapped
+// when there is none.
+func (l *Log) ProducerSnapshot(offset int64) ([]byte, error) {
+	return os.ReadFile(filepath.Join(l.dir, snapshotName(offset)))
+}
 
 // LogEndOffset is the next offset to be assigned.
 func (l *Log) LogEndOffset() int64 {

@@ -203,6 +203,9 @@ func (l *Log) truncateFullyLocked(offset int64) error {
 // expired too. The log start moves to the first kept segment. It returns
 // the number of segments deleted. It does not know the high watermark: the
 // caller must not apply it to data that is not yet committed.
+//
+// A Tiered log applies local.retention.* instead, deletes only segments
+// wholly at or below SetTieredOffset, and moves only the local log start.
 func (l *Log) EnforceRetention(now time.Time) (int, error) {
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
@@ -222,8 +225,12 @@ func (l *Log) EnforceRetention(now time.Time) (int, error) {
 			}
 		}
 	}
+	retMs, retBytes := l.cfg.RetentionMs, l.cfg.RetentionBytes
+	if l.cfg.Tiered {
+		retMs, retBytes = l.cfg.LocalRetentionMs, l.cfg.LocalRetentionBytes
+	}
 	expired := func(s *segment) bool {
-		return l.cfg.RetentionMs >= 0 && s.size > 0 && nowMs-segmentTimestamp(s) > l.cfg.RetentionMs
+		return retMs >= 0 && s.size > 0 && nowMs-segmentTimestamp(s) > retMs
 	}
 	byTime := 0
 	for byTime < len(l.segs)-1 && expired(l.segs[byTime]) {
@@ -236,18 +243,36 @@ func (l *Log) EnforceRetention(now time.Time) (int, error) {
 		byTime++
 	}
 	bySize := 0
-	if l.cfg.RetentionBytes >= 0 {
+	if retBytes >= 0 {
 		var total int64
 		for _, s := range l.segs {
 			total += s.size
 		}
-		diff := total - l.cfg.RetentionBytes
+		diff := total - retBytes
 		for bySize < len(l.segs)-1 && diff-l.segs[bySize].size >= 0 {
 			diff -= l.segs[bySize].size
 			bySize++
 		}
 	}
 	n := max(byTime, bySize)
+	if l.cfg.Tiered {
+		// Invariant 3: only segments wholly uploaded may go, and only the
+		// local log start moves; the log start stays with the remote tier.
+		l.mu.RLock()
+		up := l.tieredUpTo
+		l.mu.RUnlock()
+		k := 0
+		for k < n && l.segs[k].next-1 <= up {
+			k++
+		}
+		if k == 0 {
+			return 0, nil
+		}
+		if err := l.removeSegmentsLocked(0, k); err != nil {
+			return 0, err
+		}
+		return k, l.deleteSnapshotsBeforeLocked(l.segs[0].base)
+	}
 	if n == 0 {
 		return 0, nil
 	}

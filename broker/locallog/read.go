@@ -12,7 +12,8 @@ import (
 // watermark; negative = LogEndOffset) and before maxBytes would be exceeded.
 // With minOneBatch the first batch is returned even when larger than
 // maxBytes (KIP-74). offset == LogEndOffset returns nothing; an offset
-// outside [LocalLogStartOffset, LogEndOffset] is ErrOffsetOutOfRange. Reads
+// outside [LogStartOffset, LogEndOffset] is ErrOffsetOutOfRange, one in
+// [LogStartOffset, LocalLogStartOffset) ErrOffsetTiered. Reads
 // may span segments and never see a partially written batch.
 func (l *Log) Read(offset int64, maxBytes int, maxOffset int64, minOneBatch bool) ([]byte, error) {
 	l.mu.RLock()
@@ -22,6 +23,9 @@ func (l *Log) Read(offset int64, maxBytes int, maxOffset int64, minOneBatch bool
 	}
 	if offset < l.logStart || offset > l.leo {
 		return nil, fmt.Errorf("read offset %d of %s (log %d..%d): %w", offset, l.dir, l.logStart, l.leo, ErrOffsetOutOfRange)
+	}
+	if ls := l.localStartLocked(); offset < ls {
+		return nil, fmt.Errorf("read offset %d of %s (local log %d..%d): %w", offset, l.dir, ls, l.leo, ErrOffsetTiered)
 	}
 	if maxOffset < 0 || maxOffset > l.leo {
 		maxOffset = l.leo
@@ -106,7 +110,7 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset int64, timestamp int64, found
 		if s.maxTs < ts || s.next <= l.logStart || s.size == 0 {
 			continue
 		}
-		off, t, ok, err := l.searchSegment(s, ts, max(s.base, l.logStart))
+		off, t, ok, err := l.searchSegment(s, ts, max(s.base, l.localStartLocked()))
 		if err != nil || ok {
 			return off, t, ok, err
 		}
@@ -131,7 +135,7 @@ func (l *Log) MaxTimestamp() (timestamp int64, offset int64, err error) {
 	if best == nil {
 		return -1, -1, nil
 	}
-	off, t, ok, err := l.searchSegment(best, best.maxTs, max(best.base, l.logStart))
+	off, t, ok, err := l.searchSegment(best, best.maxTs, max(best.base, l.localStartLocked()))
 	if err != nil {
 		return -1, -1, err
 	}

@@ -34,7 +34,7 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
-	l := &Log{dir: dir, logger: logger, now: time.Now, cfg: cfg.normalized()}
+	l := &Log{dir: dir, logger: logger, now: time.Now, cfg: cfg.normalized(), tieredUpTo: -1}
 	l.gcCond = sync.NewCond(&l.gcMu)
 	if err := l.recover(); err != nil {
 		for _, s := range l.segs {
@@ -55,6 +55,7 @@ func (l *Log) recover() error {
 		}
 	}
 	logStart, err := readOffsetCheckpoint(l.dir, logStartFile)
+	haveLogStart := err == nil
 	if err != nil && !isNotExist(err) {
 		l.logger.Warn("locallog: log start checkpoint unreadable, using the first segment", "dir", l.dir, "err", err)
 	}
@@ -215,6 +216,10 @@ func (l *Log) recover() error {
 	}
 	l.leo = l.active().next
 	l.logStart = max(logStart, l.segs[0].base)
+	if l.cfg.Tiered && haveLogStart {
+		// Below the first local segment lives the remote tier.
+		l.logStart = logStart
+	}
 	l.recoveryPoint = min(recoveryPoint, l.leo)
 	l.epochs.truncateFromEnd(l.leo)
 	l.epochs.truncateFromStart(l.logStart)
