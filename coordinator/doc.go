@@ -27,11 +27,27 @@
 //	<prefix>/groups/<g>/owner                  owning broker ID (decimal), attached to its lease
 //	<prefix>/groups/<g>/offsets/<b>            committed offsets of the topics in bucket b (0..63), binary
 //	<prefix>/producer-ids/next                 next free producer ID (decimal), advanced by CAS
+//	<prefix>/remote/<tid>/<p>/<start>-<sid>    remote-segment record, binary (see below)
+//	<prefix>/remote/<tid>/ids/<p>/<sid>        that record's start offset (decimal): finds it by id
 //
 // reserved for later issues (not written yet):
 //
 //	<prefix>/controller                        controller election (lease-held key)
-//	<prefix>/remote/<topicID>/<p>/<segmentID>  remote-segment metadata (copy/delete state)
+//
+// Remote segments (remote_segments.go, KIP-405's metadata manager): <tid> and
+// <sid> are the topic ID and the per-attempt segment ID in 32 lowercase hex
+// digits, <start> the segment's start offset in 20 zero-padded digits, so a
+// range read of "<tid>/<p>/" lists a partition in offset order (paged, 1,000
+// keys per request, at one revision) and one prefix delete of "<tid>/" drops
+// a topic. A record and its id key are created, and deleted (DeleteFinished),
+// in one transaction that also compares the topic record's create revision
+// and the partition-state key's mod revision read when the fence (leader and
+// leader epoch) was checked; a lost compare re-reads, so a changed leader or
+// epoch is ErrFenced and an ISR change is retried (bounded). Value (varints as
+// in encoding/binary; u = unsigned, s = zig-zag signed), about 40 bytes:
+//
+//	| ver = 1 | state (1..3) | s start | u end-start | s max timestamp | s broker
+//	| s leader epoch | s size bytes | s state time ms | u n | (s epoch, s start offset) × n |
 //
 // <g> is the group ID path-escaped (url.PathEscape: '/' is %2F, '%' is
 // %25), since Kafka group IDs may contain any character; empty IDs are
