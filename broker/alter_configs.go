@@ -75,6 +75,9 @@ func (s *Server) alterTopicConfigs(ctx context.Context, typ kmsg.ConfigResourceT
 		if err := ValidateTopicConfigs(next, s.cfg); err != nil {
 			return kerr.InvalidConfig.Code, err.Error()
 		}
+		if err := validateTopicChange(t.Configs, next, s.cfg); err != nil {
+			return kerr.InvalidConfig.Code, err.Error()
+		}
 		if validateOnly {
 			return 0, ""
 		}

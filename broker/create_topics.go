@@ -94,6 +94,7 @@ func (s *Server) createTopic(ctx context.Context, spec topicSpec, validateOnly b
 	if err := validateTopicName(spec.name); err != nil {
 		return coordinator.Topic{}, kerr.InvalidTopicException.Code, err.Error()
 	}
+	spec.configs = s.withTieringDefault(spec.configs)
 	if err := ValidateTopicConfigs(spec.configs, s.cfg); err != nil {
 		return coordinator.Topic{}, kerr.InvalidConfig.Code, err.Error()
 	}

@@ -56,5 +56,8 @@ func (s *Server) deleteRecords(p *partition, offset int64, op *kmsg.DeleteRecord
 		}
 	}
 	op.LowWatermark = l.LogStartOffset()
+	if s.tiered(p) {
+		s.tier.Kick() // drop remote segments below the new log start
+	}
 	return 0
 }

@@ -31,13 +31,13 @@ func (s *Server) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.
 	deadline := time.Now().Add(wait)
 	for {
 		wakes := make([]<-chan struct{}, 0, 8)
-		resp, size, failed := s.readFetch(req, &wakes)
+		resp, size, failed := s.readFetch(ctx, req, &wakes)
 		if size >= int(req.MinBytes) || failed || wait <= 0 || !time.Now().Before(deadline) || len(wakes) == 0 {
 			return resp
 		}
 		if !waitAny(ctx, wakes, time.Until(deadline)) {
 			// Deadline or shutdown: answer with whatever there is now.
-			resp, _, _ = s.readFetch(req, nil)
+			resp, _, _ = s.readFetch(ctx, req, nil)
 			return resp
 		}
 	}
@@ -46,7 +46,7 @@ func (s *Server) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.
 // readFetch builds one Fetch answer from the logs. When wakes is not nil it
 // collects, before reading, the channels that an append to each partition
 // closes, so that no append between reading and waiting is missed.
-func (s *Server) readFetch(req *kmsg.FetchRequest, wakes *[]<-chan struct{}) (*kmsg.FetchResponse, int, bool) {
+func (s *Server) readFetch(ctx context.Context, req *kmsg.FetchRequest, wakes *[]<-chan struct{}) (*kmsg.FetchResponse, int, bool) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	resp.SessionID = 0
 	remaining := int(req.MaxBytes)
@@ -54,10 +54,13 @@ func (s *Server) readFetch(req *kmsg.FetchRequest, wakes *[]<-chan struct{}) (*k
 		remaining = 1 << 30
 	}
 	total, failed := 0, false
+	var cold []*remoteRead
 	for _, rt := range req.Topics {
 		ot := kmsg.NewFetchResponseTopic()
 		ot.Topic = rt.Topic
 		ot.TopicID = rt.TopicID
+		// Fixed capacity: cold reads keep pointers into this slice.
+		ot.Partitions = make([]kmsg.FetchResponseTopicPartition, 0, len(rt.Partitions))
 		t := s.topic(rt.Topic)
 		for _, rp := range rt.Partitions {
 			op := kmsg.NewFetchResponseTopicPartition()
@@ -77,6 +80,12 @@ func (s *Server) readFetch(req *kmsg.FetchRequest, wakes *[]<-chan struct{}) (*k
 				ot.Partitions = append(ot.Partitions, op)
 				continue
 			}
+			if r := s.coldRead(p, rp, &op); r != nil {
+				ot.Partitions = append(ot.Partitions, op)
+				r.op = &ot.Partitions[len(ot.Partitions)-1]
+				cold = append(cold, r)
+				continue
+			}
 			if wakes != nil {
 				*wakes = append(*wakes, p.waitChan())
 			}
@@ -91,7 +100,32 @@ func (s *Server) readFetch(req *kmsg.FetchRequest, wakes *[]<-chan struct{}) (*k
 		}
 		resp.Topics = append(resp.Topics, ot)
 	}
+	if len(cold) > 0 {
+		var f bool
+		total, f = s.readRemote(ctx, cold, total, remaining)
+		failed = failed || f
+	}
 	return resp, total, failed
+}
+
+// coldRead returns the remote read for a fetch below the local log start
+// of a tiered partition (filling the offsets of op), or nil.
+func (s *Server) coldRead(p *partition, rp kmsg.FetchRequestTopicPartition, op *kmsg.FetchResponseTopicPartition) *remoteRead {
+	if !s.tiered(p) {
+		return nil
+	}
+	l := p.getLog()
+	if l == nil {
+		return nil
+	}
+	hw := p.highWatermark()
+	ls, local := l.LogStartOffset(), l.LocalLogStartOffset()
+	if rp.FetchOffset < ls || rp.FetchOffset >= local || rp.FetchOffset >= hw {
+		return nil
+	}
+	op.HighWatermark, op.LastStableOffset, op.LogStartOffset = hw, hw, ls
+	limit := max(int(rp.PartitionMaxBytes), 0)
+	return &remoteRead{p: p, offset: rp.FetchOffset, limit: limit, hw: hw}
 }
 
 func (s *Server) readPartition(p *partition, rp kmsg.FetchRequestTopicPartition, op *kmsg.FetchResponseTopicPartition, remaining int, first bool) (int, int16) {
@@ -113,6 +147,11 @@ func (s *Server) readPartition(p *partition, rp kmsg.FetchRequestTopicPartition,
 	}
 	data, err := l.Read(rp.FetchOffset, limit, hw, first)
 	if err != nil {
+		if errors.Is(err, locallog.ErrOffsetTiered) {
+			// Local retention moved the local log start since coldRead
+			// looked: answer empty; the client's next fetch goes remote.
+			return 0, 0
+		}
 		if errors.Is(err, locallog.ErrOffsetOutOfRange) {
 			return 0, kerr.OffsetOutOfRange.Code
 		}

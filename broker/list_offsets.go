@@ -76,14 +76,32 @@ func (s *Server) listOffset(t *topicState, version int16, rp kmsg.ListOffsetsReq
 		if version < 9 {
 			return kerr.UnsupportedVersion.Code
 		}
-		off = -1 // nothing tiered yet
+		off = -1 // -1 when the topic is not tiered or nothing is uploaded yet
+		if s.tiered(p) {
+			off = s.tier.HighestUploadedOffset(p.topicID, p.index)
+		}
 	default:
 		if rp.Timestamp < 0 {
 			return kerr.UnsupportedVersion.Code
 		}
-		o, rts, found, err := l.OffsetForTimestamp(rp.Timestamp)
-		if err != nil {
-			return kerr.KafkaStorageError.Code
+		var o, rts int64
+		var found bool
+		var err error
+		if s.tiered(p) && l.LogStartOffset() < l.LocalLogStartOffset() {
+			o, rts, found, err = s.remoteOffsetForTimestamp(p, rp.Timestamp)
+			if err != nil {
+				s.log.Warn("remote timestamp lookup", "topic", p.topic, "partition", p.index, "err", err)
+				return kerr.KafkaStorageError.Code
+			}
+			if found && o < l.LogStartOffset() {
+				found = false // below the log start: look locally
+			}
+		}
+		if !found {
+			o, rts, found, err = l.OffsetForTimestamp(rp.Timestamp)
+			if err != nil {
+				return kerr.KafkaStorageError.Code
+			}
 		}
 		if found && o < p.highWatermark() {
 			off, ts = o, rts

@@ -17,6 +17,7 @@ type partition struct {
 	topic   string
 	topicID [16]byte
 	index   int32
+	self    int32 // this broker's id
 
 	mu  sync.Mutex // guards swapping the log out on close/remove
 	log atomic.Pointer[locallog.Log]

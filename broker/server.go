@@ -18,6 +18,7 @@ import (
 	"github.com/stratabroker/strata/broker/groups"
 	"github.com/stratabroker/strata/coordinator"
 	"github.com/stratabroker/strata/kafkaproto"
+	"github.com/stratabroker/strata/tiering"
 )
 
 // Options wires a Server. cmd/strata fills it; tests may too.
@@ -31,6 +32,9 @@ type Options struct {
 	Store     *coordinator.Store
 	Logger    *slog.Logger
 	Registry  prometheus.Registerer // nil = a private registry
+	// Tiering is the remote tier's manager; nil = no remote tier. The
+	// server runs it and serves cold fetches through it.
+	Tiering *tiering.Manager
 }
 
 // Server is one Strata broker.
@@ -43,6 +47,7 @@ type Server struct {
 	log      *slog.Logger
 	store    *coordinator.Store
 	groups   *groups.Manager // the consumer-group coordinator
+	tier     *tiering.Manager
 	metrics  *metrics
 	apis     map[int16]api
 	versions kafkaproto.VersionTable
@@ -111,6 +116,7 @@ func New(opts Options) (*Server, error) {
 		cfg:     opts.Config,
 		log:     opts.Logger,
 		store:   opts.Store,
+		tier:    opts.Tiering,
 		apis:    make(map[int16]api),
 		advHost: host,
 		advPort: port,
@@ -193,6 +199,9 @@ func (s *Server) Start(ctx context.Context) error {
 	s.goLoop(s.retentionLoop)
 	s.groups.Start()
 	s.goLoop(s.flushLoop)
+	if s.tier != nil {
+		s.goLoop(s.tier.Run)
+	}
 	for _, ln := range s.listeners {
 		ln := ln
 		s.goLoop(func(ctx context.Context) { s.acceptLoop(ln) })

@@ -49,6 +49,16 @@ var Settings = sortSettings([]Setting{
 	{"message.max.bytes", "1048588", "default max.message.bytes: the largest record batch a topic accepts", intRange(0, math.MaxInt32)},
 	{"min.insync.replicas", "1", "default min.insync.replicas", intRange(1, 32767)},
 	{"num.partitions", "1", "partitions of automatically created topics and of CreateTopics with -1", intRange(1, 1000000)},
+	{"log.remote.storage.enable", "true", "default remote.storage.enable of new topics when the broker has a remote tier (--remote): object-store first", isBool},
+	{"remote.fetch.max.wait.ms", "500", "longest a fetch waits for remote (cold) reads before answering without them", intRange(1, math.MaxInt32)},
+	{"remote.log.chunk.cache.size.bytes", "1073741824", "disk chunk cache of remote segment data (under the data dir; emptied at start)", intRange(1<<20, math.MaxInt64)},
+	{"remote.log.chunk.size.bytes", "4194304", "size of one ranged GET of remote segment data", intRange(64<<10, 1<<30)},
+	{"remote.log.index.file.cache.total.size.bytes", "67108864", "memory cache of remote manifests and indexes", intRange(1<<20, math.MaxInt64)},
+	{"remote.log.manager.copier.thread.pool.size", "4", "partitions uploading segments at once", intRange(1, 1024)},
+	{"remote.log.manager.copy.max.bytes.per.second", "-1", "upload rate limit of the whole broker; -1 = unlimited", intRange(-1, math.MaxInt64)},
+	{"remote.log.manager.task.interval.ms", "30000", "how often each tiered partition uploads sealed segments and applies remote retention", intRange(10, math.MaxInt32)},
+	{"remote.log.prefetch.chunks", "2", "chunks read ahead for a sequential cold reader", intRange(0, 64)},
+	{"remote.log.reader.threads", "8", "concurrent remote GETs (cold reads and prefetch)", intRange(1, 1024)},
 	{"socket.request.max.bytes", "104857600", "largest request frame accepted; larger frames close the connection before any allocation", intRange(1024, math.MaxInt32)},
 	{"unclean.leader.election.enable", "false", "default unclean.leader.election.enable", isBool},
 })
@@ -86,6 +96,17 @@ type BrokerConfig struct {
 	GroupMaxSessionTimeout      time.Duration
 	OffsetsRetention            time.Duration
 	OffsetsRetentionCheck       time.Duration
+	RemoteTier                  bool // the broker has a remote tier (--remote); set by the wiring, not a setting
+	RemoteStorageDefault        bool
+	RemoteFetchMaxWait          time.Duration
+	RemoteChunkCacheBytes       int64
+	RemoteChunkBytes            int64
+	RemoteIndexCacheBytes       int64
+	RemoteCopyConcurrency       int
+	RemoteCopyBytesPerSecond    int64
+	RemoteTaskInterval          time.Duration
+	RemotePrefetchChunks        int
+	RemoteReaderThreads         int
 
 	raw map[string]string
 }
@@ -141,6 +162,16 @@ func ParseBrokerConfig(values map[string]string) (BrokerConfig, error) {
 		GroupMaxSessionTimeout:      time.Duration(i64("group.max.session.timeout.ms")) * time.Millisecond,
 		OffsetsRetention:            time.Duration(i64("offsets.retention.minutes")) * time.Minute,
 		OffsetsRetentionCheck:       time.Duration(i64("offsets.retention.check.interval.ms")) * time.Millisecond,
+		RemoteStorageDefault:        b("log.remote.storage.enable"),
+		RemoteFetchMaxWait:          time.Duration(i64("remote.fetch.max.wait.ms")) * time.Millisecond,
+		RemoteChunkCacheBytes:       i64("remote.log.chunk.cache.size.bytes"),
+		RemoteChunkBytes:            i64("remote.log.chunk.size.bytes"),
+		RemoteIndexCacheBytes:       i64("remote.log.index.file.cache.total.size.bytes"),
+		RemoteCopyConcurrency:       int(i64("remote.log.manager.copier.thread.pool.size")),
+		RemoteCopyBytesPerSecond:    i64("remote.log.manager.copy.max.bytes.per.second"),
+		RemoteTaskInterval:          time.Duration(i64("remote.log.manager.task.interval.ms")) * time.Millisecond,
+		RemotePrefetchChunks:        int(i64("remote.log.prefetch.chunks")),
+		RemoteReaderThreads:         int(i64("remote.log.reader.threads")),
 		raw:                         raw,
 	}
 	if raw["log.retention.hours"] == "-1" {

@@ -127,8 +127,23 @@ type TopicConfig struct {
 // well formed, and the cross-config rules Kafka applies. The error wraps
 // ErrInvalidConfig and names the offending config.
 func ValidateTopicConfigs(overrides map[string]string, bc BrokerConfig) error {
-	_, err := ResolveTopicConfig(overrides, bc)
+	tc, err := ResolveTopicConfig(overrides, bc)
+	if err == nil && tc.RemoteStorage && !bc.RemoteTier {
+		err = fmt.Errorf("%w: remote.storage.enable=true needs a remote tier: start the broker with --remote", ErrInvalidConfig)
+	}
 	return err
+}
+
+// validateTopicChange applies the rules on changing a topic's configs from
+// cur to next beyond those on next alone: tiering, once on, stays on (the
+// remote tier's data would become unreadable; as in Kafka before KIP-950).
+func validateTopicChange(cur, next map[string]string, bc BrokerConfig) error {
+	was, err1 := ResolveTopicConfig(cur, bc)
+	now, err2 := ResolveTopicConfig(next, bc)
+	if err1 == nil && err2 == nil && was.RemoteStorage && !now.RemoteStorage {
+		return fmt.Errorf("%w: remote.storage.enable cannot be turned off once enabled (AlterConfigs replaces every config: include remote.storage.enable=true); delete the topic instead", ErrInvalidConfig)
+	}
+	return nil
 }
 
 // ResolveTopicConfig merges overrides over the broker defaults.

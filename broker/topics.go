@@ -129,6 +129,7 @@ func (s *Server) applyTopics(topics []coordinator.Topic, startup bool) error {
 
 	next := make(map[string]*topicState, len(topics))
 	var stale []*partition
+	var gone []*topicState
 	for _, t := range topics {
 		old := cur[t.Name]
 		if old != nil && old.id != t.ID {
@@ -138,6 +139,7 @@ func (s *Server) applyTopics(topics []coordinator.Topic, startup bool) error {
 				continue
 			}
 			stale = append(stale, nonNil(old.parts)...)
+			gone = append(gone, old)
 			old = nil
 		}
 		if old != nil && t.Revision < old.revision {
@@ -163,6 +165,7 @@ func (s *Server) applyTopics(topics []coordinator.Topic, startup bool) error {
 			continue
 		}
 		stale = append(stale, nonNil(old.parts)...)
+		gone = append(gone, old)
 	}
 
 	byID := make(map[[16]byte]*topicState, len(next))
@@ -175,6 +178,7 @@ func (s *Server) applyTopics(topics []coordinator.Topic, startup bool) error {
 	s.mu.Unlock()
 
 	for _, p := range stale {
+		s.untier(p)
 		s.log.Info("removing deleted partition", "topic", p.topic, "partition", p.index)
 		if err := p.remove(); err != nil {
 			s.log.Error("remove partition", "topic", p.topic, "partition", p.index, "err", err)
@@ -182,6 +186,9 @@ func (s *Server) applyTopics(topics []coordinator.Topic, startup bool) error {
 	}
 	if startup {
 		s.removeOrphanDirs(next)
+	}
+	for _, t := range gone {
+		s.deleteRemoteData(t)
 	}
 	return nil
 }
@@ -229,6 +236,7 @@ func (s *Server) buildTopicState(t coordinator.Topic, old *topicState) (*topicSt
 		}
 		if !slices.Contains(st.Replicas, s.opts.BrokerID) {
 			if p != nil {
+				s.untier(p)
 				if err := p.remove(); err != nil {
 					s.log.Error("remove partition moved away", "topic", t.Name, "partition", i, "err", err)
 				}
@@ -249,6 +257,7 @@ func (s *Server) buildTopicState(t coordinator.Topic, old *topicState) (*topicSt
 		p.leaderEpoch.Store(st.LeaderEpoch)
 		p.isrSize.Store(int32(len(st.ISR)))
 		ts.parts[i] = p
+		s.syncTiering(p)
 	}
 	return ts, nil
 }
@@ -276,7 +285,7 @@ func (s *Server) openPartition(topic string, id [16]byte, index int32, cfg Topic
 		l.Close()
 		return nil, fmt.Errorf("broker: write %s: %w", idPath, err)
 	}
-	p := &partition{topic: topic, topicID: id, index: index}
+	p := &partition{topic: topic, topicID: id, index: index, self: s.opts.BrokerID}
 	p.log.Store(l)
 	p.hw.Store(l.LogEndOffset()) // one replica: everything recovered is committed
 	return p, nil
@@ -368,6 +377,9 @@ func logConfig(tc TopicConfig, bc BrokerConfig) locallog.Config {
 		FlushIntervalMessages: tc.FlushMessages,
 		FlushIntervalMs:       tc.FlushMs,
 		GroupCommit:           bc.GroupCommit,
+		Tiered:                tc.RemoteStorage && bc.RemoteTier,
+		LocalRetentionMs:      tc.LocalRetentionMs,
+		LocalRetentionBytes:   tc.LocalRetentionBytes,
 	}
 	if tc.LogAppendTime {
 		c.TimestampType = 1

@@ -25,9 +25,12 @@ import (
 
 const apiBrokerID = 1
 
-// apiStartBroker starts one strata process with extra broker flags.
+// apiStartBroker starts one strata process with extra broker flags. These
+// tests check Kafka's config semantics on ordinary topics, so new topics are
+// not tiered by default here (tiering has its own tests).
 func apiStartBroker(t *testing.T, args ...string) *harness.Broker {
 	t.Helper()
+	args = append([]string{"--log.remote.storage.enable=false"}, args...)
 	bin, err := harness.Binary()
 	if err != nil {
 		t.Fatalf("strata binary: %v", err)

@@ -39,6 +39,7 @@ type serveOptions struct {
 	metricsListen string
 	logLevel      string
 	logFormat     string
+	remote        string
 }
 
 func serve(args []string) int {
@@ -52,6 +53,7 @@ func serve(args []string) int {
 	fs.StringVar(&o.etcdEndpoints, "etcd-endpoints", "", "comma-separated etcd client URLs; empty = start an embedded etcd in the data directory")
 	fs.StringVar(&o.etcdListen, "etcd-listen", "", "client address of the embedded etcd (default: 127.0.0.1 on a free port)")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9644", "host:port for /metrics and /healthz; empty disables")
+	fs.StringVar(&o.remote, "remote", "", "remote tier URL: file:///dir, s3://bucket/prefix?region=…&endpoint=…, minio://host:port/bucket/prefix; empty = <data-dir>/remote; none = no remote tier")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	settingFlags := make(map[string]*string)
@@ -143,7 +145,16 @@ func run(o serveOptions, cfg broker.BrokerConfig, logger *slog.Logger) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	tier, err := openTiering(ctx, o, &cfg, store, reg, logger)
+	if err != nil {
+		return err
+	}
+	if tier != nil {
+		defer tier.Close()
+	}
 	srv, err := broker.New(broker.Options{
+		Tiering:   tier,
 		BrokerID:  int32(o.brokerID),
 		DirID:     dirID,
 		Listen:    listen,

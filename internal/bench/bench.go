@@ -28,6 +28,9 @@ type Env struct {
 	DataDir string    // this run's private directory; removed at the end
 	Bin     string    // strata binary
 	Log     io.Writer // progress lines (stderr)
+
+	minio    *minioProc // started when C2 or U1 runs
+	minioErr string     // why there is none
 }
 
 func (e *Env) logf(format string, args ...any) {
@@ -81,6 +84,10 @@ func Benchmarks() []Benchmark {
 			Primary: FigMBps, Limit: LimitDFsync, LimitFactor: 1, Goal: 0.5, Prepare: prepareP1("lz4")},
 		{ID: "C1", Title: "hot consume from earliest, 6 partitions",
 			Primary: FigMBps, Limit: LimitNLo, LimitFactor: 1, Goal: 0.35, Prepare: prepareC1},
+		{ID: "C2", Title: "cold consume from MinIO, chunk cache empty, one consumer, 6 partitions",
+			Primary: FigMBps, Limit: LimitSGet, LimitFactor: 1, Goal: 0.6, Shown: c2Shown, Prepare: prepareC2},
+		{ID: "U1", Title: "upload a backlog of sealed segments to MinIO",
+			Primary: FigMBps, Limit: LimitSPut, LimitFactor: 1, Goal: 0.8, Prepare: prepareU1},
 		{ID: "M1", Title: "offset commits on etcd, 50 groups × 10 partitions in parallel (rate goal ≥ 2,000/s)", Primary: FigCommitP99, Limit: LimitLFsyncP99, LimitFactor: 1, Goal: 4, Ceiling: true, Shown: m1Shown, Prepare: prepareM1},
 	}
 }

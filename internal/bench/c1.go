@@ -88,6 +88,12 @@ type c1Runner struct {
 	ti    topicInfo
 	start []int64 // log start offsets
 	end   []int64 // high watermarks after the preload
+	name  string  // in errors: "C1", "C2"
+
+	// Per repetition, filled by consume: each fetch's latency (ms) and the
+	// time to the first record bytes.
+	fetchMs []float64
+	ttfb    time.Duration
 }
 
 func prepareC1(ctx context.Context, env *Env) (Runner, error) {
@@ -107,7 +113,7 @@ func prepareC1(ctx context.Context, env *Env) (Runner, error) {
 // newC1Runner creates the topic on the broker at addr and fills it with
 // env.Opts.C1Bytes; pids are the broker processes whose CPU is counted.
 func newC1Runner(ctx context.Context, env *Env, addr string, pids []int) (_ *c1Runner, err error) {
-	r := &c1Runner{env: env, pids: pids}
+	r := &c1Runner{env: env, pids: pids, name: "C1"}
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -191,10 +197,12 @@ func (r *c1Runner) consume(ctx context.Context) (int64, error) {
 	defer cancel()
 	maxIter := 10_000 + int(want)
 	offs := append([]int64(nil), r.start...)
+	r.fetchMs, r.ttfb = r.fetchMs[:0], 0
+	t0 := time.Now()
 	leader := r.ti.leaders[0]
 	for _, l := range r.ti.leaders {
 		if l != leader {
-			return 0, errors.New("bench: C1: partitions have different leaders; lean fetcher expects one broker")
+			return 0, fmt.Errorf("bench: %s: partitions have different leaders; lean fetcher expects one broker", r.name)
 		}
 	}
 	br := r.cl.Broker(int(leader))
@@ -216,37 +224,42 @@ func (r *c1Runner) consume(ctx context.Context) (int64, error) {
 			return total, nil
 		}
 		if it >= maxIter {
-			return total, fmt.Errorf("bench: C1: not done after %d fetches", it)
+			return total, fmt.Errorf("bench: %s: not done after %d fetches", r.name, it)
 		}
 		req.Topics = append(req.Topics, rt)
+		ft := time.Now()
 		kresp, err := br.Request(ctx, req)
+		r.fetchMs = append(r.fetchMs, float64(time.Since(ft).Microseconds())/1000)
 		if err != nil {
 			if ctx.Err() != nil {
-				return total, fmt.Errorf("bench: C1: %w: %d of %d bytes after %v: %v", ErrTimeout, total, r.env.Opts.C1Bytes, deadline, err)
+				return total, fmt.Errorf("bench: %s: %w: %d of %d bytes after %v: %v", r.name, ErrTimeout, total, r.env.Opts.C1Bytes, deadline, err)
 			}
-			return total, fmt.Errorf("bench: C1: fetch: %w", err)
+			return total, fmt.Errorf("bench: %s: fetch: %w", r.name, err)
 		}
 		resp := kresp.(*kmsg.FetchResponse)
 		if e := kerr.ErrorForCode(resp.ErrorCode); e != nil {
-			return total, fmt.Errorf("bench: C1: fetch: %w", e)
+			return total, fmt.Errorf("bench: %s: fetch: %w", r.name, e)
 		}
 		for _, t := range resp.Topics {
 			for _, p := range t.Partitions {
 				if p.Partition < 0 || int(p.Partition) >= len(offs) {
-					return total, fmt.Errorf("bench: C1: fetch: partition %d out of range", p.Partition)
+					return total, fmt.Errorf("bench: %s: fetch: partition %d out of range", r.name, p.Partition)
 				}
 				if e := kerr.ErrorForCode(p.ErrorCode); e != nil {
-					return total, fmt.Errorf("bench: C1: fetch partition %d at %d: %w", p.Partition, offs[p.Partition], e)
+					return total, fmt.Errorf("bench: %s: fetch partition %d at %d: %w", r.name, p.Partition, offs[p.Partition], e)
 				}
 				next, n, _, err := WalkBatches(p.RecordBatches, offs[p.Partition])
 				if err != nil {
-					return total, fmt.Errorf("bench: C1: fetch partition %d at %d: %w", p.Partition, offs[p.Partition], err)
+					return total, fmt.Errorf("bench: %s: fetch partition %d at %d: %w", r.name, p.Partition, offs[p.Partition], err)
 				}
 				if next > r.end[p.Partition] && offs[p.Partition] < r.end[p.Partition] {
 					// Fine: nothing was produced since, but be strict.
-					return total, fmt.Errorf("bench: C1: partition %d: read to %d past high watermark %d", p.Partition, next, r.end[p.Partition])
+					return total, fmt.Errorf("bench: %s: partition %d: read to %d past high watermark %d", r.name, p.Partition, next, r.end[p.Partition])
 				}
 				offs[p.Partition] = next
+				if total == 0 && n > 0 {
+					r.ttfb = time.Since(t0)
+				}
 				total += n
 			}
 		}

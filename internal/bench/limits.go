@@ -40,6 +40,22 @@ const (
 // limitNames is the report order of the limits.
 var limitNames = []string{LimitDFsync, LimitLFsyncP50, LimitLFsyncP99, LimitNLo}
 
+// objectLimitNames are measured only when a benchmark needs MinIO (C2, U1).
+var objectLimitNames = []string{LimitSPut, LimitSGet}
+
+// reportedLimits are the limit names present in either calibration.
+func reportedLimits(before, after Limits) []string {
+	out := append([]string(nil), limitNames...)
+	for _, n := range objectLimitNames {
+		if _, ok := before[n]; ok {
+			out = append(out, n)
+		} else if _, ok := after[n]; ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // Limits is one calibration of the machine: every limit name → its figure.
 type Limits map[string]Value
 

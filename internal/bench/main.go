@@ -232,6 +232,16 @@ func Run(ctx context.Context, opts Options, logw io.Writer) (*Report, string, er
 	r.Limits = LimitsReport{DFsyncBytes: lp.DFsyncBytes, LFsyncCount: lp.LFsyncCount, NLoSeconds: lp.NLoDuration.Seconds()}
 	env.logf("measuring limits (before) in %s", dir)
 	r.Limits.Before = MeasureLimits(ctx, dir, lp)
+	if needsMinIO(sel) {
+		if m, err := env.startMinIO(ctx); err != nil {
+			env.minioErr = err.Error()
+			env.logf("MinIO: %v", err)
+		} else {
+			env.minio = m
+			defer m.stop()
+		}
+		env.measureObjectLimits(ctx, r.Limits.Before, lp)
+	}
 
 	for _, b := range sel {
 		br := BenchReport{ID: b.ID, Title: b.Title, Primary: b.Primary, Limit: b.Limit,
@@ -246,6 +256,9 @@ func Run(ctx context.Context, opts Options, logw io.Writer) (*Report, string, er
 
 	env.logf("measuring limits (after)")
 	r.Limits.After = MeasureLimits(ctx, dir, lp)
+	if needsMinIO(sel) {
+		env.measureObjectLimits(ctx, r.Limits.After, lp)
+	}
 	r.Limits.NoisyLimits = noisyLimits(r.Limits.Before, r.Limits.After)
 	r.Limits.Noisy = len(r.Limits.NoisyLimits) > 0
 	for i := range r.Benchmarks {

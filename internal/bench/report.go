@@ -127,7 +127,7 @@ func limitFor(before, after Limits, name string, factor float64) Value {
 // NoisyThreshold between the two calibrations.
 func noisyLimits(before, after Limits) []string {
 	out := []string{}
-	for _, n := range limitNames {
+	for _, n := range reportedLimits(before, after) {
 		if Differs(before[n], after[n], NoisyThreshold) {
 			out = append(out, n)
 		}
@@ -250,7 +250,7 @@ func PrintTable(w io.Writer, r *Report) {
 		r.Started.UTC().Format(time.RFC3339), r.GitCommit, r.NProc, fmtLoad(r.LoadAvg.Start), fmtLoad(r.LoadAvg.End))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nlimit\tbefore\tafter\tunit\t")
-	for _, n := range limitNames {
+	for _, n := range reportedLimits(r.Limits.Before, r.Limits.After) {
 		b, a := r.Limits.Before[n], r.Limits.After[n]
 		unit := b.Unit
 		if unit == "" {

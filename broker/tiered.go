@@ -1,0 +1,286 @@
+package broker
+
+// The broker's side of tiered storage: partitions offer themselves to the
+// tiering manager (tiering.Partition), and fetches below the local log
+// start are served from the remote tier.
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratabroker/strata/broker/locallog"
+	"github.com/stratabroker/strata/kafkaproto"
+	"github.com/stratabroker/strata/remote"
+	"github.com/stratabroker/strata/tiering"
+)
+
+var _ tiering.Partition = (*partition)(nil)
+
+func (p *partition) Topic() string     { return p.topic }
+func (p *partition) TopicID() [16]byte { return p.topicID }
+func (p *partition) Index() int32      { return p.index }
+
+func (p *partition) Leadership() (int32, bool) {
+	return p.leaderEpoch.Load(), p.leader.Load() == p.self && p.getLog() != nil
+}
+
+func (p *partition) Settings() tiering.Settings {
+	c := p.config()
+	if c == nil {
+		return tiering.Settings{}
+	}
+	return tiering.Settings{RemoteEnabled: c.RemoteStorage, RetentionMs: c.RetentionMs, RetentionBytes: c.RetentionBytes}
+}
+
+func (p *partition) SealedSegments() []tiering.LocalSegment {
+	l := p.getLog()
+	if l == nil {
+		return nil
+	}
+	var out []tiering.LocalSegment
+	for _, s := range l.Segments() {
+		if s.Active {
+			continue
+		}
+		out = append(out, tiering.LocalSegment{
+			BaseOffset: s.BaseOffset, NextOffset: s.NextOffset, Size: s.Size, MaxTimestamp: s.MaxTimestamp,
+			LogPath: s.LogPath, IndexPath: s.IndexPath, TimeIndexPath: s.TimeIndexPath,
+		})
+	}
+	return out
+}
+
+func (p *partition) LastStableOffset() int64 { return p.highWatermark() }
+
+func (p *partition) LogStartOffset() int64 {
+	if l := p.getLog(); l != nil {
+		return l.LogStartOffset()
+	}
+	return 0
+}
+
+func (p *partition) LocalLogStartOffset() int64 {
+	if l := p.getLog(); l != nil {
+		return l.LocalLogStartOffset()
+	}
+	return 0
+}
+
+func (p *partition) EpochHistory() []tiering.ManifestEpoch {
+	l := p.getLog()
+	if l == nil {
+		return nil
+	}
+	h := l.EpochHistory()
+	out := make([]tiering.ManifestEpoch, len(h))
+	for i, e := range h {
+		out[i] = tiering.ManifestEpoch{Epoch: e.Epoch, StartOffset: e.Start}
+	}
+	return out
+}
+
+func (p *partition) EncodeEpochHistory(h []tiering.ManifestEpoch) []byte {
+	in := make([]locallog.EpochStart, len(h))
+	for i, e := range h {
+		in[i] = locallog.EpochStart{Epoch: e.Epoch, Start: e.StartOffset}
+	}
+	return locallog.EncodeEpochHistory(in)
+}
+
+func (p *partition) ProducerSnapshot(offset int64) ([]byte, error) {
+	l := p.getLog()
+	if l == nil {
+		return nil, errPartitionClosed
+	}
+	return l.ProducerSnapshot(offset)
+}
+
+func (p *partition) SetTieredOffset(offset int64) {
+	if l := p.getLog(); l != nil {
+		l.SetTieredOffset(offset)
+	}
+}
+
+func (p *partition) AdvanceLogStart(offset int64) error {
+	l := p.getLog()
+	if l == nil {
+		return errPartitionClosed
+	}
+	if offset <= l.LogStartOffset() {
+		return nil
+	}
+	return l.DeleteRecordsBefore(min(offset, p.highWatermark()))
+}
+
+// tiered reports whether p's offsets below its local log start live in the
+// remote tier of this broker.
+func (s *Server) tiered(p *partition) bool {
+	c := p.config()
+	return s.tier != nil && c != nil && c.RemoteStorage
+}
+
+// syncTiering registers a partition with the tiering manager when its
+// topic is tiered, and withdraws it otherwise.
+func (s *Server) syncTiering(p *partition) {
+	if s.tier == nil {
+		return
+	}
+	if s.tiered(p) {
+		s.tier.Register(p)
+	} else {
+		s.tier.Unregister(p.topicID, p.index)
+	}
+}
+
+// remoteRead is one partition of a Fetch to be served from the remote tier.
+type remoteRead struct {
+	p      *partition
+	offset int64
+	limit  int
+	hw     int64
+	op     *kmsg.FetchResponseTopicPartition
+	data   []byte
+	err    error
+}
+
+// readRemote serves the cold partitions of one Fetch, all in parallel,
+// within remote.fetch.max.wait.ms; then fits them into the response's
+// budget in request order. A read that did not finish in time answers with
+// no records and no error (the client simply fetches again, and the chunk
+// it waited for is cached by then).
+func (s *Server) readRemote(ctx context.Context, reads []*remoteRead, total, remaining int) (int, bool) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RemoteFetchMaxWait)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, r := range reads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.data, r.err = s.tier.Read(ctx, r.p.topicID, r.p.index, r.offset, r.limit, r.hw, true)
+		}()
+	}
+	wg.Wait()
+	failed := false
+	for _, r := range reads {
+		switch {
+		case r.err == nil:
+		case errors.Is(r.err, context.DeadlineExceeded) && ctx.Err() != nil && s.ctx.Err() == nil:
+			continue // timed out: empty answer, the client retries
+		case errors.Is(r.err, tiering.ErrNotTiered):
+			// Raced with retention or the local log moved: answer from
+			// what the log says now.
+			if r.offset < r.p.LogStartOffset() {
+				r.op.ErrorCode = kerr.OffsetOutOfRange.Code
+				failed = true
+			}
+			continue
+		default:
+			level := s.log.Warn
+			if errors.Is(r.err, tiering.ErrCorrupt) || errors.Is(r.err, remote.ErrNotFound) {
+				level = s.log.Error
+			}
+			level("remote read failed", "topic", r.p.topic, "partition", r.p.index, "offset", r.offset, "err", r.err)
+			r.op.ErrorCode = kerr.KafkaStorageError.Code
+			failed = true
+			continue
+		}
+		data := r.data
+		budget := remaining
+		if total == 0 {
+			budget = max(budget, firstBatchSize(data))
+		}
+		data = cutBatches(data, budget)
+		if len(data) > 0 {
+			r.op.RecordBatches = data
+		}
+		s.metrics.fetched.WithLabelValues(r.p.topic).Add(float64(len(data)))
+		total += len(data)
+		remaining -= len(data)
+	}
+	return total, failed
+}
+
+// firstBatchSize is the size of the first whole batch of b, 0 if none.
+func firstBatchSize(b []byte) int {
+	h, err := kafkaproto.ParseBatchHeader(b)
+	if err != nil || h.Size() > len(b) {
+		return 0
+	}
+	return h.Size()
+}
+
+// cutBatches keeps the whole batches of b that fit in n bytes.
+func cutBatches(b []byte, n int) []byte {
+	if len(b) <= n {
+		return b
+	}
+	keep := 0
+	for keep < len(b) {
+		sz := firstBatchSize(b[keep:])
+		if sz == 0 || keep+sz > n {
+			break
+		}
+		keep += sz
+	}
+	return b[:keep]
+}
+
+// remoteOffsetForTimestamp searches the remote tier of a tiered partition.
+func (s *Server) remoteOffsetForTimestamp(p *partition, ts int64) (int64, int64, bool, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	return s.tier.OffsetForTimestamp(ctx, p.topicID, p.index, ts)
+}
+
+// untier withdraws a partition that is going away from the tiering manager.
+func (s *Server) untier(p *partition) {
+	if s.tier != nil {
+		s.tier.Unregister(p.topicID, p.index)
+	}
+}
+
+// withTieringDefault makes new topics tiered unless told otherwise, when the
+// broker has a remote tier (log.remote.storage.enable). The choice is
+// stored with the topic so that later broker defaults never flip it.
+func (s *Server) withTieringDefault(configs map[string]string) map[string]string {
+	if !s.cfg.RemoteTier || !s.cfg.RemoteStorageDefault {
+		return configs
+	}
+	if _, ok := configs["remote.storage.enable"]; ok {
+		return configs
+	}
+	if tc, err := ResolveTopicConfig(configs, s.cfg); err != nil || tc.Compact {
+		return configs // compacted topics are not tiered; bad configs are refused later
+	}
+	out := make(map[string]string, len(configs)+1)
+	for k, v := range configs {
+		out[k] = v
+	}
+	out["remote.storage.enable"] = "true"
+	return out
+}
+
+// deleteRemoteData removes a deleted topic's objects and remote-segment
+// records, in the background (every broker that held it tries; deleting is
+// idempotent).
+func (s *Server) deleteRemoteData(t *topicState) {
+	if s.tier == nil || !t.cfg.RemoteStorage {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Minute)
+		defer cancel()
+		if err := s.tier.DeleteTopic(ctx, t.name, t.id, int32(len(t.states))); err != nil && s.ctx.Err() == nil {
+			s.log.Warn("could not remove a deleted topic's remote data", "topic", t.name, "err", err)
+			return
+		}
+		s.log.Info("removed a deleted topic's remote data", "topic", t.name)
+	}()
+}

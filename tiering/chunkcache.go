@@ -1,0 +1,299 @@
+package tiering
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// Disk chunk cache of remote .log objects.
+//
+// A chunk is the ChunkSize-aligned byte range [n*ChunkSize, min((n+1)*ChunkSize,
+// LogSize)) of one segment's .log object, fetched with one ranged GET and kept
+// as one file in the cache directory:
+//
+//	<segment id hex>-<chunk number, 10 digits>-<generation>.chunk
+//
+// (the generation makes every fetch's file name unique, so removing an
+// evicted file can never hit a newer fetch of the same chunk). A fetch writes
+// "<name>.tmp" and renames it into place. The directory is emptied of these
+// files when a Reader starts, so nothing on disk is trusted across restarts.
+//
+// Entries go through three states under chunkCache.mu: loading (in the map,
+// done open), ready (in the map and the LRU list, counted in bytes) and gone
+// (out of the map; a failed fetch, an eviction or an invalidation). Readers
+// pin an entry (refs) from lookup until they release it; a pinned entry is
+// never evicted, so the cache may exceed its limit while every chunk in it is
+// in use. A failed fetch leaves nothing behind: its waiters get the error and
+// the next lookup starts a new fetch.
+
+const (
+	chunkSuffix = ".chunk"
+	tmpSuffix   = ".tmp"
+)
+
+// chunkKey names one chunk of one segment.
+type chunkKey struct {
+	seg [16]byte
+	n   int64
+}
+
+// chunk is one cache entry. key, path, size and done are set at creation;
+// err is written once before done is closed; the rest is guarded by
+// chunkCache.mu.
+type chunk struct {
+	key  chunkKey
+	path string
+	size int64 // expected bytes (the manifest's), also the file size once ready
+	done chan struct{}
+	err  error
+
+	ready bool
+	dead  bool // out of the map; remove the file when refs reaches 0
+	refs  int
+	elem  *list.Element
+}
+
+// chunkCache is the bookkeeping of the disk cache; it does no remote I/O.
+// Lock order: chunkCache.mu is a leaf (nothing else is locked under it).
+type chunkCache struct {
+	dir   string
+	limit int64
+
+	mu     sync.Mutex
+	chunks map[chunkKey]*chunk
+	lru    *list.List // ready chunks, most recently used at the front
+	bytes  int64      // total size of ready chunks
+	gen    uint64
+}
+
+// newChunkCache prepares dir: it is created if needed and emptied of chunk
+// files (only of files this cache names, so a misconfigured directory loses
+// nothing else).
+func newChunkCache(dir string, limit int64) (*chunkCache, int, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, 0, fmt.Errorf("chunk cache %s: %w", dir, err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, 0, fmt.Errorf("chunk cache %s: %w", dir, err)
+	}
+	removed := 0
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || !(strings.HasSuffix(name, chunkSuffix) || strings.HasSuffix(name, chunkSuffix+tmpSuffix)) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, 0, fmt.Errorf("chunk cache: empty %s: %w", dir, err)
+		}
+		removed++
+	}
+	return &chunkCache{dir: dir, limit: limit, chunks: map[chunkKey]*chunk{}, lru: list.New()}, removed, nil
+}
+
+// lookup returns the entry of key, creating it (loading) when absent; created
+// tells the caller to start its fetch. With pin the entry is pinned (also
+// while loading, so it cannot be evicted between its fetch and its use).
+// hit reports an entry that was ready.
+func (c *chunkCache) lookup(key chunkKey, size int64, pin bool) (ch *chunk, hit, created bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch = c.chunks[key]
+	if ch == nil {
+		c.gen++
+		name := fmt.Sprintf("%x-%010d-%d%s", key.seg[:], key.n, c.gen, chunkSuffix)
+		ch = &chunk{key: key, path: filepath.Join(c.dir, name), size: size, done: make(chan struct{})}
+		c.chunks[key] = ch
+		created = true
+	}
+	if pin {
+		ch.refs++
+	}
+	if ch.ready {
+		hit = true
+		c.lru.MoveToFront(ch.elem)
+	}
+	return ch, hit, created
+}
+
+// present reports whether key is cached or being fetched.
+func (c *chunkCache) present(key chunkKey) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.chunks[key] != nil
+}
+
+// errShortObject: a ranged GET inside the manifest's size returned fewer
+// bytes without an error — the object is shorter than its manifest says.
+var errShortObject = errors.New("object shorter than its manifest")
+
+// write stores the fetched bytes of ch from r (exactly ch.size of them) in
+// its file; the caller then calls finish with the result. A body that ends
+// cleanly before ch.size bytes is errShortObject.
+func (c *chunkCache) write(ch *chunk, r io.Reader) (int64, error) {
+	tmp := ch.path + tmpSuffix
+	f, err := os.Create(tmp)
+	if err != nil {
+		return 0, fmt.Errorf("chunk cache: %w", err)
+	}
+	n, err := io.Copy(f, io.LimitReader(r, ch.size))
+	if err == nil && n < ch.size {
+		err = fmt.Errorf("%w: %d of %d bytes", errShortObject, n, ch.size)
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("chunk cache: %w", cerr)
+	}
+	if err == nil {
+		if rerr := os.Rename(tmp, ch.path); rerr != nil {
+			err = fmt.Errorf("chunk cache: %w", rerr)
+		}
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return n, err
+}
+
+// finish ends the loading state of ch: ready on success, gone on error.
+func (c *chunkCache) finish(ch *chunk, err error) {
+	var evict []string
+	c.mu.Lock()
+	if err != nil {
+		ch.err = err
+		ch.dead = true
+		if c.chunks[ch.key] == ch {
+			delete(c.chunks, ch.key)
+		}
+	} else if ch.dead {
+		// Forgotten while loading: serve the waiters, keep nothing.
+		if ch.refs == 0 {
+			evict = []string{ch.path}
+		}
+	} else {
+		ch.ready = true
+		ch.elem = c.lru.PushFront(ch)
+		c.bytes += ch.size
+		evict = c.evictLocked()
+	}
+	c.mu.Unlock()
+	removeFiles(evict) // before waking the waiters, so the disk never lags the bound they see
+	close(ch.done)
+}
+
+// forget drops every chunk of segment id (its objects were deleted). Pinned
+// chunks stay readable until released; fetches in flight finish for their
+// waiters and are not kept.
+func (c *chunkCache) forget(id [16]byte) {
+	var evict []string
+	c.mu.Lock()
+	for key, ch := range c.chunks {
+		if key.seg != id {
+			continue
+		}
+		delete(c.chunks, key)
+		ch.dead = true
+		if ch.ready {
+			c.lru.Remove(ch.elem)
+			ch.elem = nil
+			c.bytes -= ch.size
+			if ch.refs == 0 {
+				evict = append(evict, ch.path)
+			}
+		}
+	}
+	c.mu.Unlock()
+	removeFiles(evict)
+}
+
+// release unpins ch.
+func (c *chunkCache) release(ch *chunk) {
+	var evict []string
+	c.mu.Lock()
+	ch.refs--
+	switch {
+	case ch.dead && ch.refs == 0 && ch.err == nil:
+		evict = []string{ch.path}
+	case ch.ready && !ch.dead:
+		evict = c.evictLocked()
+	}
+	c.mu.Unlock()
+	removeFiles(evict)
+}
+
+// invalidate drops ch from the cache (its bytes failed a check); its file
+// goes when the last pin is released.
+func (c *chunkCache) invalidate(ch *chunk) {
+	var evict []string
+	c.mu.Lock()
+	if ch.ready && !ch.dead {
+		ch.dead = true
+		c.lru.Remove(ch.elem)
+		ch.elem = nil
+		c.bytes -= ch.size
+		if c.chunks[ch.key] == ch {
+			delete(c.chunks, ch.key)
+		}
+		if ch.refs == 0 {
+			evict = []string{ch.path}
+		}
+	}
+	c.mu.Unlock()
+	removeFiles(evict)
+}
+
+// evictLocked removes unpinned ready chunks, least recently used first,
+// until the cache fits its limit, and returns their files for removal
+// outside the lock.
+func (c *chunkCache) evictLocked() []string {
+	var paths []string
+	for e := c.lru.Back(); e != nil && c.bytes > c.limit; {
+		prev := e.Prev()
+		ch := e.Value.(*chunk)
+		if ch.refs == 0 {
+			c.lru.Remove(e)
+			ch.elem = nil
+			ch.dead = true
+			delete(c.chunks, ch.key)
+			c.bytes -= ch.size
+			paths = append(paths, ch.path)
+		}
+		e = prev
+	}
+	return paths
+}
+
+// stats returns the bytes of ready chunks and the number of fetches in
+// flight.
+func (c *chunkCache) stats() (bytes int64, loading int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ch := range c.chunks {
+		if !ch.ready {
+			loading++
+		}
+	}
+	return c.bytes, loading
+}
+
+func removeFiles(paths []string) {
+	for _, p := range paths {
+		_ = os.Remove(p)
+	}
+}
+
+// wait blocks until ch is loaded or ctx ends.
+func (ch *chunk) wait(ctx context.Context) error {
+	select {
+	case <-ch.done:
+		return ch.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

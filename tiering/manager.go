@@ -1,0 +1,670 @@
+package tiering
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/stratabroker/strata/coordinator"
+	"github.com/stratabroker/strata/remote"
+)
+
+// Settings of one partition that the manager obeys (topic configs resolved
+// by the broker; Kafka names in comments).
+type Settings struct {
+	RemoteEnabled  bool  // remote.storage.enable
+	RetentionMs    int64 // retention.ms over local + remote, -1 = forever
+	RetentionBytes int64 // retention.bytes over local + remote, -1 = unlimited
+}
+
+// LocalSegment is a sealed local segment offered for upload.
+type LocalSegment struct {
+	BaseOffset, NextOffset int64 // NextOffset exclusive
+	Size                   int64
+	MaxTimestamp           int64
+	LogPath                string
+	IndexPath              string
+	TimeIndexPath          string
+}
+
+// Partition is what the manager needs of one local partition replica; the
+// broker's partition satisfies it (tiering never imports broker).
+type Partition interface {
+	Topic() string
+	TopicID() [16]byte
+	Index() int32
+	// Leadership is this broker's leader epoch of the partition and whether
+	// it currently leads it.
+	Leadership() (epoch int32, leader bool)
+	Settings() Settings
+	// SealedSegments lists the local segments that are no longer written,
+	// oldest first.
+	SealedSegments() []LocalSegment
+	// LastStableOffset: offsets below it are committed (the high watermark).
+	LastStableOffset() int64
+	LogStartOffset() int64
+	LocalLogStartOffset() int64
+	// EpochHistory is the leader-epoch history, oldest first.
+	EpochHistory() []ManifestEpoch
+	// EncodeEpochHistory renders entries in the local checkpoint format.
+	EncodeEpochHistory([]ManifestEpoch) []byte
+	// ProducerSnapshot is the raw producer snapshot taken at offset (the
+	// next segment's base); an error when there is none.
+	ProducerSnapshot(offset int64) ([]byte, error)
+	// SetTieredOffset tells the local log the last offset safely uploaded
+	// (local deletion is gated on it).
+	SetTieredOffset(offset int64)
+	// AdvanceLogStart moves the log start (remote retention).
+	AdvanceLogStart(offset int64) error
+}
+
+// Config configures a Manager (Kafka's broker names in comments).
+type Config struct {
+	BrokerID int32
+	// TaskInterval: remote.log.manager.task.interval.ms (Kafka: 30 s).
+	TaskInterval time.Duration
+	// CopyBytesPerSecond: remote.log.manager.copy.max.bytes.per.second;
+	// <= 0 = unlimited.
+	CopyBytesPerSecond int64
+	// CopyConcurrency: partitions uploading at once.
+	CopyConcurrency int
+	Reader          ReaderConfig
+	Now             func() time.Time
+}
+
+// Metadata is the part of coordinator.Store the manager uses.
+type Metadata interface {
+	AddRemoteSegment(ctx context.Context, seg coordinator.RemoteSegment, fence coordinator.LeaderFence) error
+	UpdateRemoteSegmentState(ctx context.Context, topicID [16]byte, partition int32, id [16]byte, to coordinator.RemoteSegmentState, fence coordinator.LeaderFence) error
+	RemoteSegments(ctx context.Context, topicID [16]byte, partition int32) ([]coordinator.RemoteSegment, error)
+	DeleteAllRemoteSegments(ctx context.Context, topicID [16]byte) error
+}
+
+type partKey struct {
+	id [16]byte
+	p  int32
+}
+
+// partState is the manager's view of one partition's remote tier.
+type partState struct {
+	p Partition
+
+	mu       sync.Mutex // serializes tasks of this partition
+	loaded   bool
+	epoch    int32                       // leader epoch the records were loaded under; -1 as a follower
+	segs     []coordinator.RemoteSegment // every record, by StartOffset
+	lastLoad time.Time
+
+	view sync.RWMutex // guards finished for readers
+	fin  []coordinator.RemoteSegment
+}
+
+// Manager is KIP-405's RemoteLogManager: it uploads sealed segments of the
+// partitions this broker leads, enforces remote retention, removes the
+// objects of uploads that never finished, and serves cold reads.
+type Manager struct {
+	cfg    Config
+	store  remote.Storage
+	meta   Metadata
+	reader *Reader
+	logger *slog.Logger
+	limit  *rateLimiter
+
+	mu    sync.Mutex
+	parts map[partKey]*partState
+	kick  chan struct{}
+}
+
+// NewManager builds a manager; Run starts its work.
+func NewManager(cfg Config, store remote.Storage, meta Metadata, logger *slog.Logger) (*Manager, error) {
+	if cfg.TaskInterval <= 0 {
+		cfg.TaskInterval = 30 * time.Second
+	}
+	if cfg.CopyConcurrency <= 0 {
+		cfg.CopyConcurrency = 4
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	r, err := NewReader(store, cfg.Reader, logger)
+	if err != nil {
+		return nil, err
+	}
+	return &Manager{
+		cfg: cfg, store: store, meta: meta, reader: r, logger: logger,
+		limit: newRateLimiter(cfg.CopyBytesPerSecond),
+		parts: map[partKey]*partState{}, kick: make(chan struct{}, 1),
+	}, nil
+}
+
+// Reader is the cold-read path.
+func (m *Manager) Reader() *Reader { return m.reader }
+
+// Close stops the reader and closes the storage; Run stops with its
+// context.
+func (m *Manager) Close() error {
+	err := m.reader.Close()
+	if cerr := m.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Register adds (or replaces) a partition replica.
+func (m *Manager) Register(p Partition) {
+	k := partKey{p.TopicID(), p.Index()}
+	m.mu.Lock()
+	if old, ok := m.parts[k]; ok && old.p == p {
+		m.mu.Unlock()
+		return
+	}
+	m.parts[k] = &partState{p: p, epoch: -1}
+	m.mu.Unlock()
+	m.Kick()
+}
+
+// Unregister forgets a partition replica (closed or moved away).
+func (m *Manager) Unregister(topicID [16]byte, index int32) {
+	m.mu.Lock()
+	delete(m.parts, partKey{topicID, index})
+	m.mu.Unlock()
+}
+
+// Kick runs the tasks now instead of at the next interval.
+func (m *Manager) Kick() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Manager) state(topicID [16]byte, index int32) *partState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.parts[partKey{topicID, index}]
+}
+
+// Run performs every partition's task each TaskInterval until ctx ends.
+func (m *Manager) Run(ctx context.Context) {
+	t := time.NewTicker(m.cfg.TaskInterval)
+	defer t.Stop()
+	for {
+		m.RunOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.kick:
+		}
+	}
+}
+
+// RunOnce performs one task round over every registered partition, at most
+// CopyConcurrency partitions at a time.
+func (m *Manager) RunOnce(ctx context.Context) {
+	m.mu.Lock()
+	states := make([]*partState, 0, len(m.parts))
+	for _, s := range m.parts {
+		states = append(states, s)
+	}
+	m.mu.Unlock()
+	sem := make(chan struct{}, m.cfg.CopyConcurrency)
+	var wg sync.WaitGroup
+	for _, s := range states {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := m.task(ctx, s); err != nil && ctx.Err() == nil {
+				m.logger.Warn("tiering: partition task failed; retrying next round",
+					"topic", s.p.Topic(), "partition", s.p.Index(), "err", err)
+				metricTaskErrors.Inc()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// task is one round for one partition: on the leader, clean up, upload,
+// expire; on a follower, learn what the leader uploaded.
+func (m *Manager) task(ctx context.Context, s *partState) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.p
+	set := p.Settings()
+	if !set.RemoteEnabled {
+		return nil
+	}
+	epoch, leader := p.Leadership()
+	if !leader {
+		// Followers only track the leader's uploads, to gate their own
+		// local deletion.
+		if !s.loaded || m.cfg.Now().Sub(s.lastLoad) > m.cfg.TaskInterval {
+			if err := m.load(ctx, s, -1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if !s.loaded || s.epoch != epoch {
+		if err := m.load(ctx, s, epoch); err != nil {
+			return err
+		}
+	}
+	fence := coordinator.LeaderFence{Topic: p.Topic(), Partition: p.Index(), BrokerID: m.cfg.BrokerID, LeaderEpoch: epoch}
+	// No upload of this partition is in flight (tasks are serialized), so
+	// every copy-started record is an attempt that never finished.
+	if err := m.removeUnfinished(ctx, s, fence); err != nil {
+		return err
+	}
+	if err := m.syncLogStart(s); err != nil {
+		return err
+	}
+	if err := m.upload(ctx, s, fence); err != nil {
+		return err
+	}
+	return m.expire(ctx, s, set, fence)
+}
+
+// load reads the partition's records from etcd.
+func (m *Manager) load(ctx context.Context, s *partState, epoch int32) error {
+	segs, err := m.meta.RemoteSegments(ctx, s.p.TopicID(), s.p.Index())
+	if err != nil {
+		return fmt.Errorf("list remote segments: %w", err)
+	}
+	s.segs, s.loaded, s.epoch, s.lastLoad = segs, true, epoch, m.cfg.Now()
+	m.publish(s)
+	return nil
+}
+
+// publish rebuilds the finished view readers use and tells the local log
+// how far the remote tier reaches.
+func (m *Manager) publish(s *partState) {
+	var fin []coordinator.RemoteSegment
+	up := int64(-1)
+	for _, r := range s.segs {
+		if r.State == coordinator.CopyFinished {
+			fin = append(fin, r)
+			up = max(up, r.EndOffset)
+		}
+	}
+	s.view.Lock()
+	s.fin = fin
+	s.view.Unlock()
+	if up >= 0 {
+		s.p.SetTieredOffset(up)
+	}
+}
+
+// finished returns the readable remote segments of a partition, by offset.
+func (s *partState) finished() []coordinator.RemoteSegment {
+	s.view.RLock()
+	defer s.view.RUnlock()
+	return s.fin
+}
+
+// highestUploaded is the end offset of the last finished segment, -1 none.
+func (s *partState) highestUploaded() int64 {
+	up := int64(-1)
+	for _, r := range s.finished() {
+		up = max(up, r.EndOffset)
+	}
+	return up
+}
+
+// removeUnfinished deletes the objects and records of attempts that never
+// finished (copy started) or whose deletion was interrupted (delete
+// started). DESIGN.md invariant 4.
+func (m *Manager) removeUnfinished(ctx context.Context, s *partState, fence coordinator.LeaderFence) error {
+	for _, r := range slices.Clone(s.segs) {
+		if r.State != coordinator.CopyStarted && r.State != coordinator.DeleteStarted {
+			continue
+		}
+		m.logger.Info("tiering: removing objects of an unfinished remote segment",
+			"topic", s.p.Topic(), "partition", s.p.Index(), "segment", idString(r.ID), "state", r.State.String(), "base", r.StartOffset)
+		if err := m.deleteSegment(ctx, s, r, fence); err != nil {
+			return err
+		}
+		metricOrphansRemoved.Inc()
+	}
+	return nil
+}
+
+// deleteSegment walks r through delete-started → objects removed →
+// delete-finished and drops it from s.
+func (m *Manager) deleteSegment(ctx context.Context, s *partState, r coordinator.RemoteSegment, fence coordinator.LeaderFence) error {
+	if r.State != coordinator.DeleteStarted {
+		if err := m.meta.UpdateRemoteSegmentState(ctx, r.TopicID, r.Partition, r.ID, coordinator.DeleteStarted, fence); err != nil {
+			return fmt.Errorf("mark segment %s delete-started: %w", idString(r.ID), err)
+		}
+		s.setState(r.ID, coordinator.DeleteStarted)
+		m.publish(s)
+	}
+	for _, ext := range []string{ExtManifest, ExtIndexes, ExtLog} {
+		key := SegmentKey(s.p.Topic(), r.TopicID, r.Partition, r.StartOffset, r.ID, ext)
+		if err := m.store.Delete(ctx, key); err != nil {
+			return fmt.Errorf("delete %s: %w", key, err)
+		}
+	}
+	m.reader.Forget(r.ID)
+	if err := m.meta.UpdateRemoteSegmentState(ctx, r.TopicID, r.Partition, r.ID, coordinator.DeleteFinished, fence); err != nil {
+		return fmt.Errorf("mark segment %s delete-finished: %w", idString(r.ID), err)
+	}
+	s.segs = slices.DeleteFunc(s.segs, func(x coordinator.RemoteSegment) bool { return x.ID == r.ID })
+	return nil
+}
+
+func (s *partState) setState(id [16]byte, st coordinator.RemoteSegmentState) {
+	for i := range s.segs {
+		if s.segs[i].ID == id {
+			s.segs[i].State = st
+		}
+	}
+}
+
+// syncLogStart keeps the log start where the data begins: at the first
+// finished remote segment, or at the local log start when the remote tier
+// holds nothing below it.
+func (m *Manager) syncLogStart(s *partState) error {
+	p := s.p
+	ls, local := p.LogStartOffset(), p.LocalLogStartOffset()
+	if ls >= local {
+		return nil
+	}
+	// The remote tier must hold [ls, local) contiguously; move the log
+	// start past any hole at its beginning.
+	want := local
+	fin := s.finished()
+	next := int64(-1)
+	for i := len(fin) - 1; i >= 0; i-- {
+		r := fin[i]
+		if next < 0 {
+			if r.EndOffset+1 < local {
+				break // the newest remote segment does not reach the local log
+			}
+		} else if r.EndOffset+1 < next {
+			break
+		}
+		next = r.StartOffset
+		want = r.StartOffset
+	}
+	if want > ls {
+		m.logger.Info("tiering: moving the log start to the first remote offset", "topic", p.Topic(), "partition", p.Index(), "from", ls, "to", want)
+		return p.AdvanceLogStart(want)
+	}
+	return nil
+}
+
+// upload copies every sealed segment that is committed and not yet in the
+// remote tier, oldest first.
+func (m *Manager) upload(ctx context.Context, s *partState, fence coordinator.LeaderFence) error {
+	p := s.p
+	lso := p.LastStableOffset()
+	for _, seg := range p.SealedSegments() {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if seg.NextOffset-1 <= s.highestUploaded() || seg.Size == 0 {
+			continue
+		}
+		if seg.NextOffset > lso {
+			return nil // not committed yet
+		}
+		if err := m.copySegment(ctx, s, seg, fence); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copySegment uploads one segment under a fresh id: record copy-started,
+// put .log, .indexes and .manifest, record copy-finished.
+func (m *Manager) copySegment(ctx context.Context, s *partState, seg LocalSegment, fence coordinator.LeaderFence) error {
+	p := s.p
+	start := m.cfg.Now()
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	history := p.EpochHistory()
+	indexes, man, err := buildIndexes(p, seg, history)
+	if err != nil {
+		return err
+	}
+	man.SegmentID = idString(id)
+	man.BrokerID = m.cfg.BrokerID
+	man.LeaderEpoch = fence.LeaderEpoch
+	man.CreatedMs = start.UnixMilli()
+	rec := coordinator.RemoteSegment{
+		TopicID: p.TopicID(), Partition: p.Index(), ID: id,
+		StartOffset: seg.BaseOffset, EndOffset: seg.NextOffset - 1, MaxTimestamp: seg.MaxTimestamp,
+		BrokerID: m.cfg.BrokerID, LeaderEpoch: fence.LeaderEpoch, SizeBytes: seg.Size,
+		State: coordinator.CopyStarted, StateTimeMs: start.UnixMilli(),
+	}
+	for _, e := range man.Epochs {
+		rec.Epochs = append(rec.Epochs, coordinator.EpochStart{Epoch: e.Epoch, StartOffset: e.StartOffset})
+	}
+	if err := m.meta.AddRemoteSegment(ctx, rec, fence); err != nil {
+		return fmt.Errorf("record copy-started of segment %d: %w", seg.BaseOffset, err)
+	}
+	s.segs = append(s.segs, rec)
+	key := func(ext string) string { return SegmentKey(p.Topic(), p.TopicID(), p.Index(), seg.BaseOffset, id, ext) }
+	crc, err := m.putFile(ctx, key(ExtLog), seg.LogPath, seg.Size)
+	if err != nil {
+		return fmt.Errorf("upload segment %d: %w", seg.BaseOffset, err)
+	}
+	man.LogCRC32C = crc
+	if err := m.putBytes(ctx, key(ExtIndexes), indexes); err != nil {
+		return fmt.Errorf("upload indexes of segment %d: %w", seg.BaseOffset, err)
+	}
+	mb, err := EncodeManifest(man)
+	if err != nil {
+		return err
+	}
+	if err := m.putBytes(ctx, key(ExtManifest), mb); err != nil {
+		return fmt.Errorf("upload manifest of segment %d: %w", seg.BaseOffset, err)
+	}
+	if err := m.meta.UpdateRemoteSegmentState(ctx, rec.TopicID, rec.Partition, id, coordinator.CopyFinished, fence); err != nil {
+		return fmt.Errorf("record copy-finished of segment %d: %w", seg.BaseOffset, err)
+	}
+	s.setState(id, coordinator.CopyFinished)
+	m.publish(s)
+	took := m.cfg.Now().Sub(start)
+	metricUploadedSegments.Inc()
+	metricUploadedBytes.Add(float64(seg.Size + int64(len(indexes)) + int64(len(mb))))
+	metricUploadSeconds.Observe(took.Seconds())
+	m.logger.Debug("tiering: segment uploaded", "topic", p.Topic(), "partition", p.Index(),
+		"base", seg.BaseOffset, "end", seg.NextOffset-1, "bytes", seg.Size, "segment", man.SegmentID, "took", took)
+	return nil
+}
+
+// expire applies retention.ms / retention.bytes over both tiers to the
+// remote segments, oldest first, and drops those below the log start.
+func (m *Manager) expire(ctx context.Context, s *partState, set Settings, fence coordinator.LeaderFence) error {
+	p := s.p
+	fin := s.finished()
+	if len(fin) == 0 {
+		return nil
+	}
+	nowMs := m.cfg.Now().UnixMilli()
+	var remoteBytes int64
+	for _, r := range fin {
+		remoteBytes += r.SizeBytes
+	}
+	up := s.highestUploaded()
+	var localOnly int64 // local bytes not yet in the remote tier
+	for _, seg := range p.SealedSegments() {
+		if seg.NextOffset-1 > up {
+			localOnly += seg.Size
+		}
+	}
+	total := remoteBytes + localOnly
+	logStart := p.LogStartOffset()
+	for _, r := range fin {
+		why := ""
+		switch {
+		case r.EndOffset < logStart:
+			why = "below log start"
+		case set.RetentionMs >= 0 && nowMs-r.MaxTimestamp > set.RetentionMs:
+			why = "retention.ms"
+		case set.RetentionBytes >= 0 && total-r.SizeBytes >= set.RetentionBytes:
+			why = "retention.bytes"
+		}
+		if why == "" {
+			break // retention removes a prefix of the log
+		}
+		if err := m.meta.UpdateRemoteSegmentState(ctx, r.TopicID, r.Partition, r.ID, coordinator.DeleteStarted, fence); err != nil {
+			return fmt.Errorf("mark segment %s delete-started: %w", idString(r.ID), err)
+		}
+		s.setState(r.ID, coordinator.DeleteStarted)
+		m.publish(s)
+		if r.EndOffset+1 > p.LogStartOffset() {
+			if err := p.AdvanceLogStart(r.EndOffset + 1); err != nil {
+				return fmt.Errorf("advance log start to %d: %w", r.EndOffset+1, err)
+			}
+		}
+		r.State = coordinator.DeleteStarted
+		if err := m.deleteSegment(ctx, s, r, fence); err != nil {
+			return err
+		}
+		total -= r.SizeBytes
+		metricExpiredSegments.Inc()
+		m.logger.Info("tiering: remote segment expired", "topic", p.Topic(), "partition", p.Index(),
+			"base", r.StartOffset, "end", r.EndOffset, "reason", why)
+	}
+	return nil
+}
+
+// HighestUploadedOffset is ListOffsets -5: the last offset in the remote
+// tier, -1 when there is none.
+func (m *Manager) HighestUploadedOffset(topicID [16]byte, index int32) int64 {
+	s := m.state(topicID, index)
+	if s == nil {
+		return -1
+	}
+	return s.highestUploaded()
+}
+
+// RemoteSize is the bytes of a partition's finished remote segments.
+func (m *Manager) RemoteSize(topicID [16]byte, index int32) int64 {
+	s := m.state(topicID, index)
+	if s == nil {
+		return 0
+	}
+	var n int64
+	for _, r := range s.finished() {
+		n += r.SizeBytes
+	}
+	return n
+}
+
+// segmentFor finds the finished remote segment holding offset.
+func (m *Manager) segmentFor(topicID [16]byte, index int32, offset int64) (SegmentRef, bool) {
+	s := m.state(topicID, index)
+	if s == nil {
+		return SegmentRef{}, false
+	}
+	fin := s.finished()
+	i, _ := slices.BinarySearchFunc(fin, offset, func(r coordinator.RemoteSegment, off int64) int {
+		switch {
+		case r.EndOffset < off:
+			return -1
+		case r.StartOffset > off:
+			return 1
+		}
+		return 0
+	})
+	// Overlapping segments (a re-upload after a leader change) are
+	// equivalent; take the first that holds the offset.
+	for ; i < len(fin); i++ {
+		if r := fin[i]; r.StartOffset <= offset && offset <= r.EndOffset {
+			return SegmentRef{Topic: s.p.Topic(), TopicID: r.TopicID, Partition: r.Partition, ID: r.ID,
+				BaseOffset: r.StartOffset, EndOffset: r.EndOffset, SizeBytes: r.SizeBytes}, true
+		}
+		if fin[i].StartOffset > offset {
+			break
+		}
+	}
+	return SegmentRef{}, false
+}
+
+// Read serves a cold fetch: whole batches from offset (in the remote tier)
+// up to maxBytes (at least one batch when minOne), never at or past
+// maxOffset. It continues into the next remote segment while budget is
+// left. ErrNotTiered when no finished segment holds offset.
+func (m *Manager) Read(ctx context.Context, topicID [16]byte, index int32, offset int64, maxBytes int, maxOffset int64, minOne bool) ([]byte, error) {
+	var out []byte
+	for {
+		ref, ok := m.segmentFor(topicID, index, offset)
+		if !ok {
+			if len(out) > 0 {
+				return out, nil
+			}
+			return nil, fmt.Errorf("offset %d of partition %d: %w", offset, index, ErrNotTiered)
+		}
+		b, err := m.reader.Read(ctx, ref, offset, maxBytes-len(out), minOne && len(out) == 0)
+		if err != nil {
+			if len(out) > 0 && !errors.Is(err, ErrCorrupt) {
+				return out, nil
+			}
+			return nil, err
+		}
+		b = trimBatches(b, maxOffset)
+		out = append(out, b...)
+		metricRemoteReadBytes.Add(float64(len(b)))
+		next := ref.EndOffset + 1
+		if len(b) == 0 || len(out) >= maxBytes || next >= maxOffset || lastOffset(b) < ref.EndOffset {
+			return out, nil
+		}
+		offset = next
+	}
+}
+
+// OffsetForTimestamp searches the remote tier for the first offset whose
+// timestamp is >= ts.
+func (m *Manager) OffsetForTimestamp(ctx context.Context, topicID [16]byte, index int32, ts int64) (offset, timestamp int64, found bool, err error) {
+	s := m.state(topicID, index)
+	if s == nil {
+		return -1, -1, false, nil
+	}
+	for _, r := range s.finished() {
+		if r.MaxTimestamp < ts {
+			continue
+		}
+		ref := SegmentRef{Topic: s.p.Topic(), TopicID: r.TopicID, Partition: r.Partition, ID: r.ID,
+			BaseOffset: r.StartOffset, EndOffset: r.EndOffset, SizeBytes: r.SizeBytes}
+		off, t, ok, err := m.reader.OffsetForTimestamp(ctx, ref, ts)
+		if err != nil || ok {
+			return off, t, ok, err
+		}
+	}
+	return -1, -1, false, nil
+}
+
+// DeleteTopic removes every object and record of a deleted topic. The
+// broker calls it once the topic is gone from etcd.
+func (m *Manager) DeleteTopic(ctx context.Context, topic string, topicID [16]byte, partitions int32) error {
+	for p := int32(0); p < partitions; p++ {
+		objs, err := m.store.List(ctx, PartitionPrefix(topic, topicID, p))
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			if err := m.store.Delete(ctx, o.Key); err != nil {
+				return err
+			}
+		}
+	}
+	return m.meta.DeleteAllRemoteSegments(ctx, topicID)
+}
+
+func idString(id [16]byte) string { return fmt.Sprintf("%x", id[:]) }

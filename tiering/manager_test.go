@@ -1,0 +1,319 @@
+package tiering
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stratabroker/strata/coordinator"
+	"github.com/stratabroker/strata/internal/etcdtest"
+	"github.com/stratabroker/strata/kafkaproto"
+	"github.com/stratabroker/strata/remote"
+)
+
+// fakePart is a partition whose sealed segments are real files of real
+// record batches (one batch of 10 records per segment), with no indexes.
+type fakePart struct {
+	mu       sync.Mutex
+	topic    string
+	id       [16]byte
+	dir      string
+	epoch    int32
+	leader   bool
+	set      Settings
+	segs     []LocalSegment
+	data     map[int64][]byte // segment base -> bytes
+	leo      int64
+	logStart int64
+	local    int64
+	tiered   int64
+}
+
+func newFakePart(t *testing.T, topic string, id [16]byte) *fakePart {
+	return &fakePart{topic: topic, id: id, dir: t.TempDir(), epoch: 0, leader: true,
+		set: Settings{RemoteEnabled: true, RetentionMs: -1, RetentionBytes: -1}, data: map[int64][]byte{}, tiered: -1}
+}
+
+// addSegment seals a segment of one batch of n records with timestamp ts.
+func (f *fakePart) addSegment(t *testing.T, n int, ts int64) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	recs := make([]kafkaproto.Record, n)
+	for i := range recs {
+		recs[i] = kafkaproto.Record{OffsetDelta: int32(i), Value: fmt.Appendf(nil, "v%d", f.leo+int64(i))}
+	}
+	b, err := kafkaproto.BuildBatch(kafkaproto.BatchHeader{BaseTimestamp: ts, MaxTimestamp: ts, ProducerID: -1, BaseSequence: -1}, recs, kafkaproto.CodecNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kafkaproto.StampBaseOffset(b, f.leo)
+	base := f.leo
+	lp := filepath.Join(f.dir, fmt.Sprintf("%020d.log", base))
+	ip := filepath.Join(f.dir, fmt.Sprintf("%020d.index", base))
+	tp := filepath.Join(f.dir, fmt.Sprintf("%020d.timeindex", base))
+	for _, w := range []struct {
+		p string
+		b []byte
+	}{{lp, b}, {ip, nil}, {tp, nil}} {
+		if err := os.WriteFile(w.p, w.b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.segs = append(f.segs, LocalSegment{BaseOffset: base, NextOffset: base + int64(n), Size: int64(len(b)), MaxTimestamp: ts,
+		LogPath: lp, IndexPath: ip, TimeIndexPath: tp})
+	f.data[base] = b
+	f.leo += int64(n)
+}
+
+func (f *fakePart) Topic() string     { return f.topic }
+func (f *fakePart) TopicID() [16]byte { return f.id }
+func (f *fakePart) Index() int32      { return 0 }
+func (f *fakePart) Leadership() (int32, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.epoch, f.leader
+}
+func (f *fakePart) Settings() Settings {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.set
+}
+func (f *fakePart) SealedSegments() []LocalSegment {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []LocalSegment
+	for _, s := range f.segs {
+		if s.BaseOffset >= f.local {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+func (f *fakePart) LastStableOffset() int64 { f.mu.Lock(); defer f.mu.Unlock(); return f.leo }
+func (f *fakePart) LogStartOffset() int64   { f.mu.Lock(); defer f.mu.Unlock(); return f.logStart }
+func (f *fakePart) LocalLogStartOffset() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return max(f.local, f.logStart)
+}
+func (f *fakePart) EpochHistory() []ManifestEpoch { return []ManifestEpoch{{Epoch: 0, StartOffset: 0}} }
+func (f *fakePart) EncodeEpochHistory(h []ManifestEpoch) []byte {
+	return fmt.Appendf(nil, "%v", h)
+}
+func (f *fakePart) ProducerSnapshot(offset int64) ([]byte, error) {
+	return nil, fmt.Errorf("snapshot %d: %w", offset, os.ErrNotExist)
+}
+func (f *fakePart) SetTieredOffset(off int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tiered = max(f.tiered, off)
+}
+func (f *fakePart) AdvanceLogStart(off int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.logStart = max(f.logStart, off)
+	return nil
+}
+
+// dropLocal deletes local segments at or below the tiered offset, as the
+// local log's retention would.
+func (f *fakePart) dropLocal() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.segs {
+		if s.NextOffset-1 <= f.tiered && s.BaseOffset >= f.local {
+			f.local = s.NextOffset
+		}
+	}
+}
+
+type managerEnv struct {
+	m     *Manager
+	store remote.Storage
+	meta  *coordinator.Store
+	part  *fakePart
+	fence coordinator.LeaderFence
+}
+
+func newManagerEnv(t *testing.T, cfg Config) *managerEnv {
+	t.Helper()
+	ctx := context.Background()
+	meta, err := coordinator.Open(ctx, coordinator.Config{Endpoints: etcdtest.Start(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { meta.Close() })
+	// A topic led by broker 1 at epoch 0, as the broker would create it.
+	topic := coordinator.Topic{Name: "t", ID: [16]byte{1, 2, 3}, Partitions: []coordinator.PartitionState{{Replicas: []int32{1}, Leader: 1, LeaderEpoch: 0, ISR: []int32{1}}}}
+	if err := meta.CreateTopic(ctx, topic); err != nil {
+		t.Fatal(err)
+	}
+	st, err := remote.NewFS(remote.FSConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.BrokerID = 1
+	cfg.Reader.CacheDir = t.TempDir()
+	m, err := NewManager(cfg, st, meta, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	p := newFakePart(t, "t", topic.ID)
+	m.Register(p)
+	return &managerEnv{m: m, store: st, meta: meta, part: p, fence: coordinator.LeaderFence{Topic: "t", Partition: 0, BrokerID: 1, LeaderEpoch: 0}}
+}
+
+func (e *managerEnv) records(t *testing.T) []coordinator.RemoteSegment {
+	t.Helper()
+	segs, err := e.meta.RemoteSegments(context.Background(), e.part.id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return segs
+}
+
+func (e *managerEnv) objects(t *testing.T) []remote.ObjectInfo {
+	t.Helper()
+	objs, err := e.store.List(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+func TestManagerUploadsReadsAndExpires(t *testing.T) {
+	e := newManagerEnv(t, Config{})
+	ctx := context.Background()
+	now := time.Now().UnixMilli()
+	for i := 0; i < 5; i++ {
+		e.part.addSegment(t, 10, now-int64(5-i)*60_000) // one minute apart
+	}
+	e.m.RunOnce(ctx)
+	recs := e.records(t)
+	if len(recs) != 5 {
+		t.Fatalf("%d records after one round, want 5", len(recs))
+	}
+	for i, r := range recs {
+		if r.State != coordinator.CopyFinished || r.StartOffset != int64(10*i) || r.EndOffset != int64(10*i+9) {
+			t.Fatalf("record %d: %+v", i, r)
+		}
+	}
+	if got := len(e.objects(t)); got != 15 {
+		t.Fatalf("%d objects, want 15", got)
+	}
+	if e.part.tiered != 49 || e.m.HighestUploadedOffset(e.part.id, 0) != 49 {
+		t.Fatalf("tiered offset %d / %d, want 49", e.part.tiered, e.m.HighestUploadedOffset(e.part.id, 0))
+	}
+	// A second round uploads nothing new.
+	e.m.RunOnce(ctx)
+	if got := len(e.records(t)); got != 5 {
+		t.Fatalf("%d records after a second round", got)
+	}
+	// Local data gone: reads come from the remote tier, exactly.
+	e.part.dropLocal()
+	e.m.RunOnce(ctx)
+	for off := int64(0); off < 50; off += 7 {
+		b, err := e.m.Read(ctx, e.part.id, 0, off, 1<<20, 50, true)
+		if err != nil {
+			t.Fatalf("read %d: %v", off, err)
+		}
+		base := off / 10 * 10
+		var want []byte
+		for s := base; s < 50; s += 10 {
+			want = append(want, e.part.data[s]...)
+		}
+		if !bytes.Equal(b, want) {
+			t.Fatalf("read %d: %d bytes, want %d", off, len(b), len(want))
+		}
+	}
+	if _, err := e.m.Read(ctx, e.part.id, 0, 50, 1<<20, 60, true); !errors.Is(err, ErrNotTiered) {
+		t.Fatalf("read past the remote tier: %v", err)
+	}
+	// retention.ms of 2.5 minutes: the three oldest segments expire; the
+	// log start follows.
+	e.part.mu.Lock()
+	e.part.set.RetentionMs = 150_000
+	e.part.mu.Unlock()
+	e.m.RunOnce(ctx)
+	recs = e.records(t)
+	if len(recs) != 2 || recs[0].StartOffset != 30 {
+		t.Fatalf("after retention.ms: %d records, first %+v", len(recs), recs)
+	}
+	if e.part.logStart != 30 {
+		t.Fatalf("log start %d, want 30", e.part.logStart)
+	}
+	if got := len(e.objects(t)); got != 6 {
+		t.Fatalf("%d objects after retention, want 6", got)
+	}
+	// retention.bytes: keep one segment's worth.
+	e.part.mu.Lock()
+	e.part.set.RetentionMs = -1
+	e.part.set.RetentionBytes = recs[0].SizeBytes
+	e.part.mu.Unlock()
+	e.m.RunOnce(ctx)
+	if recs = e.records(t); len(recs) != 1 || recs[0].StartOffset != 40 || e.part.logStart != 40 {
+		t.Fatalf("after retention.bytes: %+v, log start %d", recs, e.part.logStart)
+	}
+}
+
+// Attempts that never finished are removed with their objects, and the
+// segment is uploaded again under a new id; a stale epoch is fenced.
+func TestManagerOrphansAndFencing(t *testing.T) {
+	e := newManagerEnv(t, Config{})
+	ctx := context.Background()
+	e.part.addSegment(t, 10, time.Now().UnixMilli())
+	e.part.addSegment(t, 10, time.Now().UnixMilli())
+	// An interrupted attempt: record copy-started and a stray object.
+	orphan := coordinator.RemoteSegment{TopicID: e.part.id, Partition: 0, ID: [16]byte{9}, StartOffset: 0, EndOffset: 9,
+		BrokerID: 1, SizeBytes: 10, State: coordinator.CopyStarted, StateTimeMs: time.Now().UnixMilli()}
+	if err := e.meta.AddRemoteSegment(ctx, orphan, e.fence); err != nil {
+		t.Fatal(err)
+	}
+	key := SegmentKey("t", e.part.id, 0, 0, orphan.ID, ExtLog)
+	if err := e.store.Put(ctx, key, bytes.NewReader([]byte("partial")), 7); err != nil {
+		t.Fatal(err)
+	}
+	e.m.RunOnce(ctx)
+	recs := e.records(t)
+	if len(recs) != 2 {
+		t.Fatalf("%d records, want 2: %+v", len(recs), recs)
+	}
+	for _, r := range recs {
+		if r.ID == orphan.ID || r.State != coordinator.CopyFinished {
+			t.Fatalf("record %+v", r)
+		}
+	}
+	for _, o := range e.objects(t) {
+		if o.Key == key {
+			t.Fatalf("orphan object %s still there", key)
+		}
+	}
+	// The partition's epoch moves on in etcd but the local view is stale:
+	// the upload is fenced and nothing is recorded.
+	topic, err := e.meta.Topic(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := topic.Partitions[0]
+	ps.LeaderEpoch++
+	ps.PartitionEpoch++
+	if err := e.meta.UpdatePartition(ctx, "t", ps, topic.Partitions[0].PartitionEpoch); err != nil {
+		t.Fatal(err)
+	}
+	e.part.addSegment(t, 10, time.Now().UnixMilli())
+	e.m.RunOnce(ctx)
+	if got := len(e.records(t)); got != 2 {
+		t.Fatalf("a fenced leader recorded a segment: %d records", got)
+	}
+	if got := len(e.objects(t)); got != 6 {
+		t.Fatalf("a fenced leader wrote objects: %d", got)
+	}
+}
