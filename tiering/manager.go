@@ -619,7 +619,11 @@ func (m *Manager) Read(ctx context.Context, topicID [16]byte, index int32, offse
 			return nil, err
 		}
 		b = trimBatches(b, maxOffset)
-		out = append(out, b...)
+		if out == nil {
+			out = b
+		} else {
+			out = append(out, b...)
+		}
 		metricRemoteReadBytes.Add(float64(len(b)))
 		next := ref.EndOffset + 1
 		if len(b) == 0 || len(out) >= maxBytes || next >= maxOffset || lastOffset(b) < ref.EndOffset {

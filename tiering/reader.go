@@ -519,6 +519,27 @@ func (r *Reader) noteRead(seg SegmentRef, ix *segIndex, offset, first, last int6
 	r.prefetch(ix, last+1, min(last+int64(r.cfg.PrefetchChunks), chunks-1))
 }
 
+// warm starts, in parallel, the GETs of every chunk a Read of up to
+// maxBytes from offset will need past its first one, so that one Read costs
+// about one GET's latency rather than one per chunk. (The scan fetches the
+// first chunk itself.)
+func (r *Reader) warm(ix *segIndex, offset int64, maxBytes int) {
+	pos, _ := ix.floor(offset)
+	cs := r.cfg.ChunkSize
+	chunks := (ix.m.LogSize + cs - 1) / cs
+	first, last := pos/cs, min((pos+int64(max(maxBytes, 0)))/cs, chunks-1)
+	for n := first + 1; n <= last; n++ {
+		key := chunkKey{seg: ix.id, n: n}
+		if r.chunks.present(key) {
+			continue
+		}
+		ch, _, created := r.chunks.lookup(key, r.chunkLen(ix.m.LogSize, n), false)
+		if created {
+			r.startFetch(ch, ix, false)
+		}
+	}
+}
+
 // isClosed reports whether Close was called.
 func (r *Reader) isClosed() bool {
 	r.mu.Lock()
@@ -758,6 +779,7 @@ func (r *Reader) Read(ctx context.Context, seg SegmentRef, offset int64, maxByte
 	if err != nil {
 		return nil, err
 	}
+	r.warm(ix, offset, maxBytes)
 	var out []byte
 	var start int64
 	last, err := r.scan(ctx, seg, ix, fmt.Sprintf("read %d", offset), func(c *cursor) error {
@@ -776,7 +798,9 @@ func (r *Reader) Read(ctx context.Context, seg SegmentRef, offset int64, maxByte
 // the batch holding offset (-1 when the scan failed before it).
 func (r *Reader) read(c *cursor, seg SegmentRef, offset int64, maxBytes int, minOne bool) ([]byte, int64, error) {
 	s := newScanner(c, seg, offset)
-	var out []byte
+	// One allocation for the answer: growing it batch by batch copies
+	// megabytes over and over.
+	out := make([]byte, 0, max(0, min(int64(maxBytes), s.size-s.pos)))
 	start := int64(-1)
 	for {
 		if len(out) > 0 && maxBytes-len(out) < kafkaproto.RecordBatchHeaderSize {

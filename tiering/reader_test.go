@@ -464,8 +464,10 @@ func TestReaderCacheHits(t *testing.T) {
 	chunks := (int64(len(s.log)) + 1023) / 1024
 	rtRead(t, e.r, s, 0, 1<<30, false)
 	st := e.r.Stats()
-	if st.Gets != chunks+2 || st.CacheMisses != chunks || st.CacheHits != 0 || st.PrefetchGets != 0 {
-		t.Fatalf("first read: %+v, want %d gets (chunks + manifest + indexes), %d misses", st, chunks+2, chunks)
+	// The first chunk is a miss; the Read starts the others in parallel
+	// (warm), so they count as hits on chunks already in flight.
+	if st.Gets != chunks+2 || st.CacheMisses < 1 || st.CacheMisses+st.CacheHits != chunks || st.PrefetchGets != 0 {
+		t.Fatalf("first read: %+v, want %d gets (chunks + manifest + indexes), %d lookups", st, chunks+2, chunks)
 	}
 	if st.CacheBytes != int64(len(s.log)) {
 		t.Fatalf("cache holds %d bytes, want %d", st.CacheBytes, len(s.log))
@@ -477,11 +479,11 @@ func TestReaderCacheHits(t *testing.T) {
 	mid := s.batches[15].base
 	rtRead(t, e.r, s, mid, 1<<30, false)
 	st2 := e.r.Stats()
-	if st2.Gets != st.Gets || st2.CacheMisses != chunks || st2.BytesFetched != st.BytesFetched {
+	if st2.Gets != st.Gets || st2.CacheMisses != st.CacheMisses || st2.BytesFetched != st.BytesFetched {
 		t.Fatalf("re-reads went to the store: %+v after %+v", st2, st)
 	}
-	if st2.CacheHits < chunks+1 {
-		t.Fatalf("re-reads: %d cache hits, want at least %d", st2.CacheHits, chunks+1)
+	if st2.CacheHits < st.CacheHits+chunks+1 {
+		t.Fatalf("re-reads: %d cache hits, want at least %d", st2.CacheHits, st.CacheHits+chunks+1)
 	}
 	for n := int64(0); n < chunks; n++ {
 		if got := e.st.gets(s.key(ExtLog), n*1024); got != 1 {

@@ -71,7 +71,10 @@ func buildIndexes(p Partition, seg LocalSegment, history []ManifestEpoch) ([]byt
 
 // putFile uploads size bytes of the file at path under key, through the
 // upload rate limit, returning the CRC32C of what was sent. The file is
-// sealed, so its first size bytes do not change while we read them.
+// sealed, so its first size bytes do not change while we read them. Without
+// a rate limit the store gets the file itself (seekable: no copy in memory,
+// retries re-read it) and the CRC comes from a separate pass over the page
+// cache.
 func (m *Manager) putFile(ctx context.Context, key, path string, size int64) (uint32, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -79,7 +82,16 @@ func (m *Manager) putFile(ctx context.Context, key, path string, size int64) (ui
 	}
 	defer f.Close()
 	h := crc32.New(castagnoli)
-	r := io.TeeReader(io.LimitReader(f, size), h)
+	if m.limit.l == nil {
+		if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
+			return 0, err
+		}
+		if err := m.store.Put(ctx, key, io.NewSectionReader(f, 0, size), size); err != nil {
+			return 0, err
+		}
+		return h.Sum32(), nil
+	}
+	r := io.TeeReader(io.NewSectionReader(f, 0, size), h)
 	if err := m.store.Put(ctx, key, m.limit.reader(ctx, r), size); err != nil {
 		return 0, err
 	}
