@@ -7,7 +7,7 @@ FUZZTIME ?= 30s
 # Everything `make test` builds or installs is cached under $HOME (Go's
 # build and module caches) so a second run is fast.
 
-.PHONY: all build run test test-short bench fuzz lint tools clean
+.PHONY: all build run test test-short bench fuzz lint tools images clean
 
 all: build
 
@@ -21,6 +21,10 @@ run: build
 ## tools: install what the tests need that Go does not build (Debian's kcat)
 tools:
 	@./scripts/install-tools.sh
+
+## images: the local images docker-compose.yml runs (nothing is pulled)
+images:
+	@./scripts/build-images.sh
 
 ## test: the whole suite — unit, fuzz seeds, end-to-end with real clients
 test: tools build

@@ -54,7 +54,7 @@ var Settings = sortSettings([]Setting{
 	{"remote.log.chunk.cache.size.bytes", "1073741824", "disk chunk cache of remote segment data (under the data dir; emptied at start)", intRange(1<<20, math.MaxInt64)},
 	{"remote.log.chunk.size.bytes", "8388608", "size of one ranged GET of remote segment data", intRange(64<<10, 1<<30)},
 	{"remote.log.index.file.cache.total.size.bytes", "67108864", "memory cache of remote manifests and indexes", intRange(1<<20, math.MaxInt64)},
-	{"remote.log.manager.copier.thread.pool.size", "4", "partitions uploading segments at once", intRange(1, 1024)},
+	{"remote.log.manager.copier.thread.pool.size", "10", "partitions uploading segments at once", intRange(1, 1024)},
 	{"remote.log.manager.copy.max.bytes.per.second", "-1", "upload rate limit of the whole broker; -1 = unlimited", intRange(-1, math.MaxInt64)},
 	{"remote.log.manager.task.interval.ms", "30000", "how often each tiered partition uploads sealed segments and applies remote retention", intRange(10, math.MaxInt32)},
 	{"remote.log.prefetch.chunks", "2", "chunks read ahead for a sequential cold reader", intRange(0, 64)},

@@ -126,7 +126,7 @@ func NewManager(cfg Config, store remote.Storage, meta Metadata, logger *slog.Lo
 		cfg.TaskInterval = 30 * time.Second
 	}
 	if cfg.CopyConcurrency <= 0 {
-		cfg.CopyConcurrency = 4
+		cfg.CopyConcurrency = 10
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -458,14 +458,19 @@ func (m *Manager) copySegment(ctx context.Context, s *partState, seg LocalSegmen
 	}
 	s.segs = append(s.segs, rec)
 	key := func(ext string) string { return SegmentKey(p.Topic(), p.TopicID(), p.Index(), seg.BaseOffset, id, ext) }
+	// The segment and its indexes go up together; the manifest, which
+	// makes the set complete, after both.
+	idxErr := make(chan error, 1)
+	go func() { idxErr <- m.putBytes(ctx, key(ExtIndexes), indexes) }()
 	crc, err := m.putFile(ctx, key(ExtLog), seg.LogPath, seg.Size)
+	ierr := <-idxErr
 	if err != nil {
 		return fmt.Errorf("upload segment %d: %w", seg.BaseOffset, err)
 	}
-	man.LogCRC32C = crc
-	if err := m.putBytes(ctx, key(ExtIndexes), indexes); err != nil {
-		return fmt.Errorf("upload indexes of segment %d: %w", seg.BaseOffset, err)
+	if ierr != nil {
+		return fmt.Errorf("upload indexes of segment %d: %w", seg.BaseOffset, ierr)
 	}
+	man.LogCRC32C = crc
 	mb, err := EncodeManifest(man)
 	if err != nil {
 		return err

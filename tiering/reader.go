@@ -184,7 +184,7 @@ func NewReader(st remote.Storage, cfg ReaderConfig, logger *slog.Logger) (*Reade
 	base, cancel := context.WithCancel(context.Background())
 	return &Reader{
 		st: st, cfg: cfg, logger: logger, chunks: cc, index: newIndexCache(cfg.IndexCacheBytes), tempDir: tempDir,
-		gets: make(chan struct{}, cfg.Concurrency), prefetching: make(chan struct{}, max(1, cfg.Concurrency/2)),
+		gets: make(chan struct{}, cfg.Concurrency), prefetching: make(chan struct{}, max(1, cfg.Concurrency*3/4)),
 		fetchTimeout: defaultFetchTimeout, base: base, cancel: cancel, seq: map[[16]byte]int64{},
 	}, nil
 }
