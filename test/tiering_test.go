@@ -87,6 +87,11 @@ func tierValue(p int32, i int) []byte {
 	return v
 }
 
+// tierTimeBase is the timestamp of record 0; record i has tierTime(i).
+var tierTimeBase = time.Now().Add(-time.Hour).Truncate(time.Second)
+
+func tierTime(i int) time.Time { return tierTimeBase.Add(time.Duration(i) * time.Millisecond) }
+
 // tierProduce writes n records to each of parts partitions (record i of
 // partition p at offset i), in batches, and checks the acknowledged offsets.
 func tierProduce(t *testing.T, addr, topic string, parts int32, n int) {
@@ -100,7 +105,7 @@ func tierProduce(t *testing.T, addr, topic string, parts int32, n int) {
 		var rs []*kgo.Record
 		for p := int32(0); p < parts; p++ {
 			for i := start; i < min(start+chunk, n); i++ {
-				rs = append(rs, &kgo.Record{Partition: p, Value: tierValue(p, i)})
+				rs = append(rs, &kgo.Record{Partition: p, Value: tierValue(p, i), Timestamp: tierTime(i)})
 			}
 		}
 		res := cl.ProduceSync(ctx, rs...)
@@ -307,6 +312,15 @@ func TestTieringEndToEnd(t *testing.T) {
 	objs, err := env.store.List(clientCtx(t, 30*time.Second), "")
 	if err != nil || len(objs) < 3*20 {
 		t.Fatalf("bucket holds %d objects (err %v); want every uploaded segment's three", len(objs), err)
+	}
+	// Timestamp lookups reach into the remote tier: record i carries
+	// tierTime(i), and most records are only in MinIO now.
+	local, _ := tierListOffset(t, env.broker.Addr, topic, 0, -4)
+	for _, i := range []int{0, 1, 1234, int(local) - 1, int(local), n - 1} {
+		off, code := tierListOffset(t, env.broker.Addr, topic, 0, tierTime(i).UnixMilli())
+		if code != 0 || off != int64(i) {
+			t.Errorf("ListOffsets at the timestamp of record %d (local log start %d): offset %d, code %d", i, local, off, code)
+		}
 	}
 	tierConsumeKgo(t, env.broker.Addr, topic, parts, n)
 	tierConsumeKcat(t, env.broker.Addr, topic, 0, n)
