@@ -408,7 +408,7 @@ func TestSelect(t *testing.T) {
 		want []string
 		err  bool
 	}{
-		{nil, []string{"P1", "P1-lz4", "C1", "M1"}, false},
+		{nil, []string{"P1", "P1-lz4", "C1", "C2", "U1", "M1"}, false},
 		{[]string{"m1"}, []string{"M1"}, false},
 		{[]string{"P1"}, []string{"P1", "P1-lz4"}, false},
 		{[]string{"p1-LZ4"}, []string{"P1-lz4"}, false},
