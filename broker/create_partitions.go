@@ -3,7 +3,9 @@ package broker
 // CreatePartitions (key 37), v0–3.
 //
 // Raises a topic's partition count (never lowers it: INVALID_PARTITIONS).
-// New partitions are assigned like CreateTopics does, or from the given
+// New partitions are assigned like CreateTopics does (rack-aware
+// placeReplicas; replication factor above the live brokers is
+// INVALID_REPLICATION_FACTOR), or from the given
 // assignment. The change is a compare-and-swap on the topic's etcd revision.
 
 import (
@@ -52,8 +54,9 @@ func (s *Server) createPartitions(ctx context.Context, rt kmsg.CreatePartitionsR
 	}
 	add := rt.Count - have
 	s.invalidateBrokers()
+	brokers := s.liveBrokers(ctx)
 	var ids []int32
-	for _, b := range s.liveBrokers(ctx) {
+	for _, b := range brokers {
 		ids = append(ids, b.ID)
 	}
 	rf := int16(len(t.states[0].Replicas))
@@ -76,7 +79,7 @@ func (s *Server) createPartitions(ctx context.Context, rt kmsg.CreatePartitionsR
 		if int(rf) > len(ids) {
 			return kerr.InvalidReplicationFactor.Code, fmt.Sprintf("replication factor %d is larger than the %d available brokers", rf, len(ids))
 		}
-		parts = assignReplicas(have, add, rf, ids)
+		parts = assignReplicas(have, add, rf, brokers)
 	}
 	if validateOnly {
 		return 0, ""

@@ -4,7 +4,10 @@ package broker
 //
 // Partitions and replication factor -1 take the broker defaults
 // (num.partitions, default.replication.factor). Replicas are spread over
-// the live brokers round-robin from a random start; the first replica leads.
+// the live brokers round-robin from a random start, rack-aware when brokers
+// declare broker.rack (placeReplicas); the first replica leads. A
+// replication factor above the live broker count is
+// INVALID_REPLICATION_FACTOR.
 // A manual replica assignment is honoured when every broker in it is live.
 // Configs are validated as Kafka does (unknown names and bad values are
 // INVALID_CONFIG). validate_only checks everything and writes nothing. The
@@ -131,7 +134,7 @@ func (s *Server) createTopic(ctx context.Context, spec topicSpec, validateOnly b
 		if int(rf) > len(ids) {
 			return coordinator.Topic{}, kerr.InvalidReplicationFactor.Code, fmt.Sprintf("replication factor %d is larger than the %d available brokers", rf, len(ids))
 		}
-		states = assignReplicas(0, n, rf, ids)
+		states = assignReplicas(0, n, rf, brokers)
 	}
 	if s.topic(spec.name) != nil {
 		return coordinator.Topic{}, kerr.TopicAlreadyExists.Code, fmt.Sprintf("topic %q already exists", spec.name)
@@ -176,24 +179,82 @@ func (s *Server) refreshTopics(ctx context.Context) {
 	}
 }
 
-// assignReplicas spreads partitions [first, first+n) over brokers,
-// round-robin from a random start, replicas of one partition on distinct
-// brokers.
-func assignReplicas(first, n int32, rf int16, brokers []int32) []coordinator.PartitionState {
-	ids := slices.Clone(brokers)
-	slices.Sort(ids)
-	start := rand.IntN(len(ids))
+// assignReplicas spreads partitions [first, first+n) over the live brokers
+// from a random start; see placeReplicas.
+func assignReplicas(first, n int32, rf int16, brokers []coordinator.BrokerInfo) []coordinator.PartitionState {
+	return placeReplicas(first, n, rf, brokers, rand.IntN(max(len(brokers), 1)))
+}
+
+// placeReplicas assigns replicas as Kafka does, rack-aware when brokers
+// declare broker.rack: the brokers are ordered by alternating racks (racks
+// by name, brokers by id within a rack: a1 b1 c1 a2 b2 c2 ...; without
+// racks this is simply id order), partition p is led by the broker at
+// (start+p) in that order, and its followers are the next brokers in order
+// skipping any whose rack already holds a replica of p until every rack
+// does. So leaders are spread evenly, and the replicas of a partition land
+// on distinct racks whenever rf <= number of racks. A broker without a rack
+// counts as a rack of its own name "". Requires 1 <= rf <= len(brokers).
+func placeReplicas(first, n int32, rf int16, brokers []coordinator.BrokerInfo, start int) []coordinator.PartitionState {
+	ordered, rackOf, numRacks := rackAlternating(brokers)
+	nb := len(ordered)
 	out := make([]coordinator.PartitionState, 0, n)
 	for p := first; p < first+n; p++ {
-		reps := make([]int32, 0, rf)
-		for r := 0; r < int(rf); r++ {
-			reps = append(reps, ids[(start+int(p)+r)%len(ids)])
+		lead := (start + int(p)) % nb
+		reps := []int32{ordered[lead]}
+		chosen := map[int32]bool{ordered[lead]: true}
+		racks := map[string]bool{rackOf[ordered[lead]]: true}
+		// Shift followers with the round, as Kafka does, so that partitions
+		// with the same leader do not all share the same followers.
+		shift := (int(p) / nb) % max(nb-1, 1)
+		for k := 0; len(reps) < int(rf) && k < 2*nb; k++ {
+			b := ordered[(lead+1+(shift+k)%max(nb-1, 1))%nb]
+			if nb == 1 || chosen[b] || (racks[rackOf[b]] && len(racks) < numRacks) {
+				continue
+			}
+			reps = append(reps, b)
+			chosen[b] = true
+			racks[rackOf[b]] = true
+		}
+		for k := 0; len(reps) < int(rf) && k < nb; k++ { // fallback: any broker not chosen yet
+			if b := ordered[(lead+k)%nb]; !chosen[b] {
+				reps = append(reps, b)
+				chosen[b] = true
+			}
 		}
 		out = append(out, coordinator.PartitionState{
 			Partition: p, Replicas: reps, Leader: reps[0], LeaderEpoch: 0, ISR: slices.Clone(reps), PartitionEpoch: 0,
 		})
 	}
 	return out
+}
+
+// rackAlternating orders brokers alternating between racks and returns each
+// broker's rack and the number of racks.
+func rackAlternating(brokers []coordinator.BrokerInfo) ([]int32, map[int32]string, int) {
+	byRack := map[string][]int32{}
+	rackOf := make(map[int32]string, len(brokers))
+	for _, b := range brokers {
+		if _, dup := rackOf[b.ID]; dup {
+			continue
+		}
+		rackOf[b.ID] = b.Rack
+		byRack[b.Rack] = append(byRack[b.Rack], b.ID)
+	}
+	racks := make([]string, 0, len(byRack))
+	for r, ids := range byRack {
+		slices.Sort(ids)
+		racks = append(racks, r)
+	}
+	slices.Sort(racks)
+	ordered := make([]int32, 0, len(rackOf))
+	for i := 0; len(ordered) < len(rackOf); i++ {
+		for _, r := range racks {
+			if i < len(byRack[r]) {
+				ordered = append(ordered, byRack[r][i])
+			}
+		}
+	}
+	return ordered, rackOf, len(racks)
 }
 
 func manualAssignment(as []kmsg.CreateTopicsRequestTopicReplicaAssignment, live []int32) ([]coordinator.PartitionState, error) {

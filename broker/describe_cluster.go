@@ -23,7 +23,7 @@ func (s *Server) handleDescribeCluster(ctx context.Context, rc *requestContext, 
 	resp.EndpointType = 1
 	brokers := s.liveBrokers(ctx)
 	resp.ClusterID = s.store.ClusterID()
-	resp.ControllerID = controllerID(brokers)
+	resp.ControllerID = s.controllerID(brokers)
 	for _, b := range brokers {
 		rb := kmsg.NewDescribeClusterResponseBroker()
 		rb.NodeID, rb.Host, rb.Port = b.ID, b.Host, b.Port

@@ -9,10 +9,16 @@ package broker
 // The request long-polls until min_bytes have accumulated or max_wait_ms
 // passes; an append to any of the fetched partitions wakes it. Errors
 // answer at once. Fetch sessions (KIP-227) are not kept: every answer has
-// session id 0, which makes clients send full fetches. Follower fetches
-// (replica id ≥ 0) arrive with replication in a later change; until then
-// they are served like consumer fetches. Rack-aware preferred read replicas
-// (v11) are not chosen: the field is always -1.
+// session id 0, which makes clients send full fetches. Rack-aware
+// preferred read replicas (v11) are not chosen: the field is always -1.
+//
+// Follower fetches (replica id ≥ 0, from a replica of the partition) are
+// served up to the log end, not the high watermark. Each one records the
+// follower's fetch offset as its log end before reading, which moves the
+// high watermark and may add the follower to the ISR (see replication.go).
+// A follower fetching below a tiered partition's local log start gets
+// OFFSET_MOVED_TO_TIERED_STORAGE; one fetching from a broker that does not
+// hold it as a replica gets NOT_LEADER_OR_FOLLOWER.
 
 import (
 	"context"
@@ -29,6 +35,9 @@ func (s *Server) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.
 	req := kreq.(*kmsg.FetchRequest)
 	wait := time.Duration(max(req.MaxWaitMillis, 0)) * time.Millisecond
 	deadline := time.Now().Add(wait)
+	if req.ReplicaID >= 0 {
+		s.recordFollowerFetches(req)
+	}
 	for {
 		wakes := make([]<-chan struct{}, 0, 8)
 		resp, size, failed := s.readFetch(ctx, req, &wakes)
@@ -74,22 +83,27 @@ func (s *Server) readFetch(ctx context.Context, req *kmsg.FetchRequest, wakes *[
 			if code == 0 {
 				code = checkLeaderEpoch(p, rp.CurrentLeaderEpoch)
 			}
+			if code == 0 && req.ReplicaID >= 0 {
+				code = s.checkFollowerFetch(p, req.ReplicaID, rp, &op)
+			}
 			if code != 0 {
 				op.ErrorCode = code
 				failed = true
 				ot.Partitions = append(ot.Partitions, op)
 				continue
 			}
-			if r := s.coldRead(p, rp, &op); r != nil {
-				ot.Partitions = append(ot.Partitions, op)
-				r.op = &ot.Partitions[len(ot.Partitions)-1]
-				cold = append(cold, r)
-				continue
+			if req.ReplicaID < 0 {
+				if r := s.coldRead(p, rp, &op); r != nil {
+					ot.Partitions = append(ot.Partitions, op)
+					r.op = &ot.Partitions[len(ot.Partitions)-1]
+					cold = append(cold, r)
+					continue
+				}
 			}
 			if wakes != nil {
 				*wakes = append(*wakes, p.waitChan())
 			}
-			n, code := s.readPartition(p, rp, &op, remaining, total == 0)
+			n, code := s.readPartition(p, rp, &op, remaining, total == 0, req.ReplicaID >= 0)
 			if code != 0 {
 				op.ErrorCode = code
 				failed = true
@@ -128,24 +142,31 @@ func (s *Server) coldRead(p *partition, rp kmsg.FetchRequestTopicPartition, op *
 	return &remoteRead{p: p, offset: rp.FetchOffset, limit: limit, hw: hw}
 }
 
-func (s *Server) readPartition(p *partition, rp kmsg.FetchRequestTopicPartition, op *kmsg.FetchResponseTopicPartition, remaining int, first bool) (int, int16) {
+// readPartition reads one partition for a consumer (up to the high
+// watermark) or a follower (up to the log end).
+func (s *Server) readPartition(p *partition, rp kmsg.FetchRequestTopicPartition, op *kmsg.FetchResponseTopicPartition, remaining int, first, follower bool) (int, int16) {
 	l := p.getLog()
 	if l == nil {
 		return 0, kerr.NotLeaderForPartition.Code
 	}
 	hw := p.highWatermark()
 	op.HighWatermark, op.LastStableOffset, op.LogStartOffset = hw, hw, l.LogStartOffset()
-	if rp.FetchOffset < l.LogStartOffset() || rp.FetchOffset > l.LogEndOffset() {
+	leo := l.LogEndOffset()
+	if rp.FetchOffset < l.LogStartOffset() || rp.FetchOffset > leo {
 		return 0, kerr.OffsetOutOfRange.Code
 	}
-	if rp.FetchOffset >= hw || remaining <= 0 {
+	upTo := hw
+	if follower {
+		upTo = leo
+	}
+	if rp.FetchOffset >= upTo || remaining <= 0 {
 		return 0, 0
 	}
 	limit := min(int(rp.PartitionMaxBytes), remaining)
 	if limit < 0 {
 		limit = 0
 	}
-	data, err := l.Read(rp.FetchOffset, limit, hw, first)
+	data, err := l.Read(rp.FetchOffset, limit, upTo, first)
 	if err != nil {
 		if errors.Is(err, locallog.ErrOffsetTiered) {
 			// Local retention moved the local log start since coldRead
@@ -163,6 +184,53 @@ func (s *Server) readPartition(p *partition, rp kmsg.FetchRequestTopicPartition,
 	}
 	s.metrics.fetched.WithLabelValues(p.topic).Add(float64(len(data)))
 	return len(data), 0
+}
+
+// recordFollowerFetches notes, once per follower Fetch, each partition's
+// fetch offset as that follower's log end (moving high watermarks) and
+// proposes the ISR expansions it earns.
+func (s *Server) recordFollowerFetches(req *kmsg.FetchRequest) {
+	now := time.Now()
+	for _, rt := range req.Topics {
+		t := s.topic(rt.Topic)
+		for _, rp := range rt.Partitions {
+			p, code := leaderOf(t, rp.Partition, s.opts.BrokerID)
+			if code != 0 || checkLeaderEpoch(p, rp.CurrentLeaderEpoch) != 0 {
+				continue
+			}
+			l := p.getLog()
+			if l == nil {
+				continue
+			}
+			leo := l.LogEndOffset()
+			if rp.FetchOffset < l.LocalLogStartOffset() || rp.FetchOffset > leo {
+				continue // answered with an error; not a log end to trust
+			}
+			if isr, _ := p.recordFollowerFetch(req.ReplicaID, rp.FetchOffset, leo, now); isr != nil {
+				s.log.Info("follower caught up; adding it to the ISR", "topic", p.topic, "partition", p.index, "follower", req.ReplicaID, "log_end", rp.FetchOffset)
+				s.proposeISR(p, isr)
+			}
+		}
+	}
+}
+
+// checkFollowerFetch refuses a follower fetch from a broker that is not a
+// replica, or below a tiered partition's local log start.
+func (s *Server) checkFollowerFetch(p *partition, replica int32, rp kmsg.FetchRequestTopicPartition, op *kmsg.FetchResponseTopicPartition) int16 {
+	if !p.isReplica(replica) {
+		return kerr.NotLeaderForPartition.Code
+	}
+	l := p.getLog()
+	if l == nil {
+		return kerr.NotLeaderForPartition.Code
+	}
+	ls, local := l.LogStartOffset(), l.LocalLogStartOffset()
+	if rp.FetchOffset >= ls && rp.FetchOffset < local {
+		hw := p.highWatermark()
+		op.HighWatermark, op.LastStableOffset, op.LogStartOffset = hw, hw, ls
+		return kerr.OffsetMovedToTieredStorage.Code
+	}
+	return 0
 }
 
 // waitAny blocks until one of chans is closed (true), or d passes or ctx

@@ -35,7 +35,7 @@ func (s *Server) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 	}
 	cid := s.store.ClusterID()
 	resp.ClusterID = &cid
-	resp.ControllerID = controllerID(brokers)
+	resp.ControllerID = s.controllerID(brokers)
 
 	allowAuto := req.Version < 4 || req.AllowAutoTopicCreation
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
@@ -130,17 +130,4 @@ func (s *Server) invalidateBrokers() {
 	s.brokersMu.Lock()
 	s.brokers = nil
 	s.brokersMu.Unlock()
-}
-
-// controllerID reports the controller. Until controller election lands,
-// the lowest live broker id stands in, so every broker gives the same answer.
-func controllerID(bs []coordinator.BrokerInfo) int32 {
-	if len(bs) == 0 {
-		return -1
-	}
-	id := bs[0].ID
-	for _, b := range bs {
-		id = min(id, b.ID)
-	}
-	return id
 }

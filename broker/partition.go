@@ -24,9 +24,16 @@ type partition struct {
 
 	leader      atomic.Int32
 	leaderEpoch atomic.Int32
-	isrSize     atomic.Int32
+	isrSize     atomic.Int32 // committed ISR (min.insync.replicas is checked against it)
+	maxISRSize  atomic.Int32 // maximal ISR (committed + being added): 1 = the leader alone moves the HW
+	fencedEpoch atomic.Int32 // leader epoch in which the etcd lease was lost; -1 none
 	hw          atomic.Int64 // high watermark: offsets below it are committed
 	cfg         atomic.Pointer[TopicConfig]
+
+	roleSet bool // a role was applied (guarded by Server.applyMu)
+
+	repMu sync.Mutex // guards rep; a leaf lock, no I/O under it
+	rep   replicaSet
 
 	waitMu sync.Mutex
 	waitCh chan struct{}
@@ -54,11 +61,18 @@ func (p *partition) appendAsLeader(records []byte) (locallog.AppendResult, error
 	if err != nil {
 		return res, err
 	}
-	if p.isrSize.Load() <= 1 {
+	if p.maxISRSize.Load() <= 1 {
 		p.advanceHighWatermark(res.LastOffset + 1)
 	}
 	p.notify()
 	return res, nil
+}
+
+// fenced reports whether this leader lost its etcd lease in its current
+// epoch and so must not acknowledge writes.
+func (p *partition) fenced() bool {
+	f := p.fencedEpoch.Load()
+	return f >= 0 && p.leaderEpoch.Load() <= f
 }
 
 // advanceHighWatermark moves the high watermark forward, never back.

@@ -20,10 +20,20 @@ package broker
 // a new epoch not starting at 0 gets OUT_OF_ORDER_SEQUENCE_NUMBER, an older
 // epoch INVALID_PRODUCER_EPOCH, a producer unknown to the partition starting
 // above sequence 0 UNKNOWN_PRODUCER_ID.
+//
+// acks=all (-1): the committed ISR must hold at least min.insync.replicas
+// before anything is appended (NOT_ENOUGH_REPLICAS); after the append the
+// answer waits, up to the request's timeout, until the high watermark
+// passes the batch — then NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR
+// shrank below min.insync.replicas meanwhile, REQUEST_TIMED_OUT if it never
+// did, NOT_LEADER_OR_FOLLOWER if leadership moved. acks=1 answers after the
+// local append. A leader that lost its etcd lease answers
+// NOT_LEADER_OR_FOLLOWER until a later epoch makes it leader again.
 
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -35,23 +45,36 @@ import (
 func (s *Server) handleProduce(ctx context.Context, rc *requestContext, kreq kmsg.Request) kmsg.Response {
 	req := kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	var waits []pendingAck
 	for _, rt := range req.Topics {
 		ot := kmsg.NewProduceResponseTopic()
 		ot.Topic = rt.Topic
 		ot.TopicID = rt.TopicID
+		// Fixed capacity: pending acks keep pointers into this slice.
+		ot.Partitions = make([]kmsg.ProduceResponseTopicPartition, 0, len(rt.Partitions))
 		for _, rp := range rt.Partitions {
 			op := kmsg.NewProduceResponseTopicPartition()
 			op.Partition = rp.Partition
 			op.BaseOffset, op.LogAppendTime, op.LogStartOffset = -1, -1, -1
-			code, msg := s.producePartition(req, rt.Topic, rp, &op)
-			op.ErrorCode = code
-			if code != 0 && msg != "" && req.Version >= 8 {
-				m := msg
-				op.ErrorMessage = &m
-			}
+			var wait pendingAck
+			code, msg := s.producePartition(req, rt.Topic, rp, &op, &wait)
+			setProduceError(req, &op, code, msg)
 			ot.Partitions = append(ot.Partitions, op)
+			if wait.p != nil {
+				wait.op = &ot.Partitions[len(ot.Partitions)-1]
+				waits = append(waits, wait)
+			}
 		}
 		resp.Topics = append(resp.Topics, ot)
+	}
+	if len(waits) > 0 {
+		// Every partition is appended before any waits, so their
+		// replication overlaps.
+		deadline := time.Now().Add(time.Duration(max(req.TimeoutMillis, 0)) * time.Millisecond)
+		for _, w := range waits {
+			code, msg := s.awaitReplication(ctx, w.p, w.epoch, w.end, deadline)
+			setProduceError(req, w.op, code, msg)
+		}
 	}
 	if req.Acks == 0 {
 		return nil
@@ -59,7 +82,15 @@ func (s *Server) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 	return resp
 }
 
-func (s *Server) producePartition(req *kmsg.ProduceRequest, topic string, rp kmsg.ProduceRequestTopicPartition, op *kmsg.ProduceResponseTopicPartition) (int16, string) {
+func setProduceError(req *kmsg.ProduceRequest, op *kmsg.ProduceResponseTopicPartition, code int16, msg string) {
+	op.ErrorCode = code
+	if code != 0 && msg != "" && req.Version >= 8 {
+		m := msg
+		op.ErrorMessage = &m
+	}
+}
+
+func (s *Server) producePartition(req *kmsg.ProduceRequest, topic string, rp kmsg.ProduceRequestTopicPartition, op *kmsg.ProduceResponseTopicPartition, wait *pendingAck) (int16, string) {
 	if req.Version < 3 {
 		return kerr.UnsupportedVersion.Code, "produce v0-2 (message format v0/v1) is not supported; use v3+"
 	}
@@ -70,6 +101,10 @@ func (s *Server) producePartition(req *kmsg.ProduceRequest, topic string, rp kms
 	if code != 0 {
 		return code, ""
 	}
+	if p.fenced() {
+		return kerr.NotLeaderForPartition.Code, "this broker lost its etcd lease and is fenced"
+	}
+	epoch := p.leaderEpoch.Load()
 	cfg := p.config()
 	headers, err := kafkaproto.ValidateProduceRecords(rp.Records, int(cfg.MaxMessageBytes))
 	if err != nil {
@@ -109,5 +144,51 @@ func (s *Server) producePartition(req *kmsg.ProduceRequest, topic string, rp kms
 	op.BaseOffset = res.FirstOffset
 	op.LogAppendTime = res.LogAppendTime
 	op.LogStartOffset = res.LogStartOffset
+	if req.Acks == -1 {
+		*wait = pendingAck{p: p, epoch: epoch, end: res.LastOffset + 1}
+	}
+	return 0, ""
+}
+
+// pendingAck is an acks=all partition appended and waiting for its high
+// watermark.
+type pendingAck struct {
+	p     *partition
+	epoch int32
+	end   int64
+	op    *kmsg.ProduceResponseTopicPartition
+}
+
+// awaitReplication waits until p's high watermark reaches end (acks=all).
+func (s *Server) awaitReplication(ctx context.Context, p *partition, epoch int32, end int64, deadline time.Time) (int16, string) {
+	if p.highWatermark() >= end {
+		return ackedCode(p)
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		ch := p.waitChan()
+		switch {
+		case p.leaderEpoch.Load() != epoch || p.leader.Load() != s.opts.BrokerID || p.getLog() == nil:
+			return kerr.NotLeaderForPartition.Code, "leadership moved before the batch was replicated"
+		case p.fenced():
+			return kerr.NotLeaderForPartition.Code, "this broker lost its etcd lease and is fenced"
+		case p.highWatermark() >= end:
+			return ackedCode(p)
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return kerr.RequestTimedOut.Code, "the in-sync replicas did not replicate the batch in time"
+		case <-ctx.Done():
+			return kerr.RequestTimedOut.Code, "shutting down"
+		}
+	}
+}
+
+func ackedCode(p *partition) (int16, string) {
+	if min := p.config().MinInsyncReplicas; p.isrSize.Load() < int32(min) {
+		return kerr.NotEnoughReplicasAfterAppend.Code, ""
+	}
 	return 0, ""
 }

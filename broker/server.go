@@ -47,6 +47,7 @@ type Server struct {
 	log      *slog.Logger
 	store    *coordinator.Store
 	groups   *groups.Manager // the consumer-group coordinator
+	fetchers *fetcherManager // replica fetchers of the partitions we follow
 	tier     *tiering.Manager
 	metrics  *metrics
 	apis     map[int16]api
@@ -64,6 +65,8 @@ type Server struct {
 	brokersMu sync.Mutex
 	brokers   []coordinator.BrokerInfo
 	brokersAt time.Time
+
+	ctrl controllerState // see controller.go
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -126,6 +129,7 @@ func New(opts Options) (*Server, error) {
 		conns:   make(map[net.Conn]struct{}),
 	}
 	s.metrics = newMetrics(reg, s)
+	s.fetchers = newFetcherManager(s)
 	s.groups = s.newGroupManager()
 	s.registerAPIs()
 	return s, nil
@@ -196,6 +200,9 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("broker: register broker %d: %w", s.opts.BrokerID, err)
 	}
 	s.goLoop(s.watchTopics)
+	s.goLoop(s.controllerLoop)
+	s.goLoop(s.isrLoop)
+	s.goLoop(s.fenceOnLeaseLoss)
 	s.goLoop(s.retentionLoop)
 	s.groups.Start()
 	s.goLoop(s.flushLoop)
@@ -235,6 +242,7 @@ func (s *Server) goLoop(f func(ctx context.Context)) {
 // it started, then flushes and closes every partition log. Idempotent.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.controlledShutdown()
 		s.ready.Store(false)
 		if s.cancel != nil {
 			s.cancel()

@@ -50,6 +50,11 @@ var Settings = sortSettings([]Setting{
 	{"min.insync.replicas", "1", "default min.insync.replicas", intRange(1, 32767)},
 	{"num.partitions", "1", "partitions of automatically created topics and of CreateTopics with -1", intRange(1, 1000000)},
 	{"log.remote.storage.enable", "true", "default remote.storage.enable of new topics when the broker has a remote tier (--remote): object-store first", isBool},
+	{"num.replica.fetchers", "1", "replica fetcher goroutines (each with its own connection) per leader broker", intRange(1, 64)},
+	{"replica.fetch.max.bytes", "1048576", "bytes a follower asks for per partition in one fetch (the first batch comes whole even when larger)", intRange(1024, math.MaxInt32)},
+	{"replica.fetch.min.bytes", "1", "bytes a follower fetch waits for before the leader answers", intRange(1, math.MaxInt32)},
+	{"replica.fetch.wait.max.ms", "500", "longest a follower fetch waits at the leader for data", intRange(1, math.MaxInt32)},
+	{"replica.lag.time.max.ms", "30000", "a follower that has not caught up with the leader's log end for this long leaves the ISR", intRange(1, math.MaxInt32)},
 	{"remote.fetch.max.wait.ms", "500", "longest a fetch waits for remote (cold) reads before answering without them", intRange(1, math.MaxInt32)},
 	{"remote.log.chunk.cache.size.bytes", "1073741824", "disk chunk cache of remote segment data (under the data dir; emptied at start)", intRange(1<<20, math.MaxInt64)},
 	{"remote.log.chunk.size.bytes", "8388608", "size of one ranged GET of remote segment data", intRange(64<<10, 1<<30)},
@@ -107,6 +112,11 @@ type BrokerConfig struct {
 	RemoteTaskInterval          time.Duration
 	RemotePrefetchChunks        int
 	RemoteReaderThreads         int
+	NumReplicaFetchers          int
+	ReplicaFetchMaxBytes        int32
+	ReplicaFetchMinBytes        int32
+	ReplicaFetchWaitMax         time.Duration
+	ReplicaLagTimeMax           time.Duration
 
 	raw map[string]string
 }
@@ -172,6 +182,11 @@ func ParseBrokerConfig(values map[string]string) (BrokerConfig, error) {
 		RemoteTaskInterval:          time.Duration(i64("remote.log.manager.task.interval.ms")) * time.Millisecond,
 		RemotePrefetchChunks:        int(i64("remote.log.prefetch.chunks")),
 		RemoteReaderThreads:         int(i64("remote.log.reader.threads")),
+		NumReplicaFetchers:          int(i64("num.replica.fetchers")),
+		ReplicaFetchMaxBytes:        int32(i64("replica.fetch.max.bytes")),
+		ReplicaFetchMinBytes:        int32(i64("replica.fetch.min.bytes")),
+		ReplicaFetchWaitMax:         time.Duration(i64("replica.fetch.wait.max.ms")) * time.Millisecond,
+		ReplicaLagTimeMax:           time.Duration(i64("replica.lag.time.max.ms")) * time.Millisecond,
 		raw:                         raw,
 	}
 	if raw["log.retention.hours"] == "-1" {

@@ -128,7 +128,7 @@ func TestValidateTopicName(t *testing.T) {
 }
 
 func TestAssignReplicas(t *testing.T) {
-	parts := assignReplicas(0, 12, 3, []int32{3, 1, 2})
+	parts := assignReplicas(0, 12, 3, brokerInfos(3, 1, 2))
 	if len(parts) != 12 {
 		t.Fatalf("%d partitions", len(parts))
 	}

@@ -178,6 +178,7 @@ func (s *Server) applyTopics(topics []coordinator.Topic, startup bool) error {
 	s.mu.Unlock()
 
 	for _, p := range stale {
+		s.fetchers.remove(p)
 		s.untier(p)
 		s.log.Info("removing deleted partition", "topic", p.topic, "partition", p.index)
 		if err := p.remove(); err != nil {
@@ -236,6 +237,7 @@ func (s *Server) buildTopicState(t coordinator.Topic, old *topicState) (*topicSt
 		}
 		if !slices.Contains(st.Replicas, s.opts.BrokerID) {
 			if p != nil {
+				s.fetchers.remove(p)
 				s.untier(p)
 				if err := p.remove(); err != nil {
 					s.log.Error("remove partition moved away", "topic", t.Name, "partition", i, "err", err)
@@ -253,9 +255,7 @@ func (s *Server) buildTopicState(t coordinator.Topic, old *topicState) (*topicSt
 		}
 		c := cfg
 		p.cfg.Store(&c)
-		p.leader.Store(st.Leader)
-		p.leaderEpoch.Store(st.LeaderEpoch)
-		p.isrSize.Store(int32(len(st.ISR)))
+		s.applyRole(p, st)
 		ts.parts[i] = p
 		s.syncTiering(p)
 	}
@@ -287,7 +287,12 @@ func (s *Server) openPartition(topic string, id [16]byte, index int32, cfg Topic
 	}
 	p := &partition{topic: topic, topicID: id, index: index, self: s.opts.BrokerID}
 	p.log.Store(l)
-	p.hw.Store(l.LogEndOffset()) // one replica: everything recovered is committed
+	p.fencedEpoch.Store(-1)
+	p.maxISRSize.Store(1)
+	// Everything recovered counts as committed: exact for one replica; with
+	// more, a new leader's HW is its followers' business (the high
+	// watermark is not checkpointed yet).
+	p.hw.Store(l.LogEndOffset())
 	return p, nil
 }
 

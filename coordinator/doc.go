@@ -29,10 +29,16 @@
 //	<prefix>/producer-ids/next                 next free producer ID (decimal), advanced by CAS
 //	<prefix>/remote/<tid>/<p>/<start>-<sid>    remote-segment record, binary (see below)
 //	<prefix>/remote/<tid>/ids/<p>/<sid>        that record's start offset (decimal): finds it by id
+//	<prefix>/controller                        elected controller's broker ID (decimal), attached to its lease
 //
-// reserved for later issues (not written yet):
-//
-//	<prefix>/controller                        controller election (lease-held key)
+// Controller (controller.go): Campaign creates <prefix>/controller only if
+// absent ("create revision = 0"), attached to the campaigning broker's
+// registration lease, so at most one broker is controller and the key goes
+// with the broker: at once on Close (lease revoked) or Resign, within the
+// lease TTL (10 s by default) after kill -9 or a lost etcd. Losers watch the
+// key and campaign again when it is deleted; the holder watches it and learns
+// (Campaign's lost channel) when it is deleted or re-created by another. The
+// key's create revision identifies one term of leadership.
 //
 // Remote segments (remote_segments.go, KIP-405's metadata manager): <tid> and
 // <sid> are the topic ID and the per-attempt segment ID in 32 lowercase hex
@@ -154,8 +160,9 @@
 //
 // # Goroutines
 //
-// The Store owns the lease keep-alive of RegisterBroker and one goroutine per
-// WatchTopics / WatchBrokers call; Close cancels and waits for all of them, then revokes the
+// The Store owns the lease keep-alive of RegisterBroker, one goroutine per
+// WatchTopics / WatchBrokers / WatchController call and one per held
+// controller leadership (Campaign); Close cancels and waits for all of them, then revokes the
 // broker lease (so the broker vanishes at once), closes the client and stops
 // the embedded etcd. An embedded etcd's shutdown waits up to about 7s for
 // watch or keep-alive streams of other processes' clients to end. Lock: Store.mu guards only the closed flag and the
