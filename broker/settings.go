@@ -56,7 +56,8 @@ var Settings = sortSettings([]Setting{
 	{"replica.fetch.wait.max.ms", "500", "longest a follower fetch waits at the leader for data", intRange(1, math.MaxInt32)},
 	{"replica.lag.time.max.ms", "30000", "a follower that has not caught up with the leader's log end for this long leaves the ISR", intRange(1, math.MaxInt32)},
 	{"remote.fetch.max.wait.ms", "500", "longest a fetch waits for remote (cold) reads before answering without them", intRange(1, math.MaxInt32)},
-	{"remote.log.chunk.cache.size.bytes", "1073741824", "disk chunk cache of remote segment data (under the data dir; emptied at start)", intRange(1<<20, math.MaxInt64)},
+	{"remote.log.chunk.cache.size.bytes", "268435456", "bound of the chunk cache of remote segment data", intRange(1<<20, math.MaxInt64)},
+	{"remote.log.chunk.cache.type", "memory", "where cached remote chunks live: memory, or disk (files under <data-dir>/remote-cache, emptied at start)", oneOf("memory", "disk")},
 	{"remote.log.chunk.size.bytes", "8388608", "size of one ranged GET of remote segment data", intRange(64<<10, 1<<30)},
 	{"remote.log.index.file.cache.total.size.bytes", "67108864", "memory cache of remote manifests and indexes", intRange(1<<20, math.MaxInt64)},
 	{"remote.log.manager.copier.thread.pool.size", "10", "partitions uploading segments at once", intRange(1, 1024)},
@@ -105,6 +106,7 @@ type BrokerConfig struct {
 	RemoteStorageDefault        bool
 	RemoteFetchMaxWait          time.Duration
 	RemoteChunkCacheBytes       int64
+	RemoteChunkCacheMemory      bool
 	RemoteChunkBytes            int64
 	RemoteIndexCacheBytes       int64
 	RemoteCopyConcurrency       int
@@ -175,6 +177,7 @@ func ParseBrokerConfig(values map[string]string) (BrokerConfig, error) {
 		RemoteStorageDefault:        b("log.remote.storage.enable"),
 		RemoteFetchMaxWait:          time.Duration(i64("remote.fetch.max.wait.ms")) * time.Millisecond,
 		RemoteChunkCacheBytes:       i64("remote.log.chunk.cache.size.bytes"),
+		RemoteChunkCacheMemory:      raw["remote.log.chunk.cache.type"] == "memory",
 		RemoteChunkBytes:            i64("remote.log.chunk.size.bytes"),
 		RemoteIndexCacheBytes:       i64("remote.log.index.file.cache.total.size.bytes"),
 		RemoteCopyConcurrency:       int(i64("remote.log.manager.copier.thread.pool.size")),

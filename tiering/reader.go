@@ -83,6 +83,9 @@ type ReaderConfig struct {
 	// Concurrency: remote.log.reader.threads, the maximum of concurrent GETs
 	// (reads and prefetch). Default 8.
 	Concurrency int
+	// Memory keeps chunks in memory instead of files in CacheDir (same
+	// bound, CacheBytes): two kernel copies fewer per byte served.
+	Memory bool
 }
 
 const (
@@ -169,6 +172,9 @@ func NewReader(st remote.Storage, cfg ReaderConfig, logger *slog.Logger) (*Reade
 		cfg.CacheDir, tempDir = d, d
 	}
 	cc, removed, err := newChunkCache(cfg.CacheDir, cfg.CacheBytes)
+	if cc != nil {
+		cc.mem = cfg.Memory
+	}
 	if err != nil {
 		if tempDir != "" {
 			_ = os.RemoveAll(tempDir)
@@ -557,6 +563,7 @@ type cursor struct {
 	ix         *segIndex
 	cur        *chunk
 	f          *os.File
+	mem        []byte // the chunk's bytes, for a memory cache (f is nil)
 	curSuspect bool
 	last       int64          // last chunk read, -1 before any
 	fresh      map[int64]bool // chunks fetched (or dropped) during this call: not suspects
@@ -600,6 +607,11 @@ func (c *cursor) readAt(p []byte, pos int64) error {
 		}
 		within := pos - n*cs
 		k := min(int64(len(p)), c.cur.size-within)
+		if c.mem != nil {
+			copy(p[:k], c.mem[within:within+k])
+			p, pos = p[k:], pos+k
+			continue
+		}
 		if _, err := c.f.ReadAt(p[:k], within); err != nil {
 			c.r.chunks.invalidate(c.cur)
 			return fmt.Errorf("read cached chunk %d of %s: %w: %w", n, c.ix.logKey, ErrUnavailable, err)
@@ -614,6 +626,12 @@ func (c *cursor) open(n int64) error {
 	ch, hit, err := c.r.acquireChunk(c.ctx, c.ix, n)
 	if err != nil {
 		return err
+	}
+	if ch.data != nil {
+		c.cur, c.mem = ch, ch.data
+		c.last = n
+		c.curSuspect = false // memory cannot rot on disk
+		return nil
 	}
 	f, err := os.Open(ch.path)
 	if err != nil {
@@ -632,9 +650,11 @@ func (c *cursor) open(n int64) error {
 
 func (c *cursor) close() {
 	if c.cur != nil {
-		c.f.Close()
+		if c.f != nil {
+			c.f.Close()
+		}
 		c.r.chunks.release(c.cur)
-		c.cur, c.f = nil, nil
+		c.cur, c.f, c.mem = nil, nil, nil
 	}
 }
 

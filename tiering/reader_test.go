@@ -392,9 +392,14 @@ func TestReaderReadsEveryOffset(t *testing.T) {
 		{"odd chunks", 777, 1000, 5_000_000_000},
 		{"one chunk", 0, 400, 42},
 		{"no index entries", 1024, 0, 100},
+		{"memory cache", 1024, 400, 7},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e, s := rtSetup(t, rtOptions{base: tc.batchBase, batches: 40, indexInterval: tc.interval}, ReaderConfig{ChunkSize: tc.chunk})
+			cfg := ReaderConfig{ChunkSize: tc.chunk, Memory: tc.name == "memory cache"}
+			if cfg.Memory {
+				cfg.CacheBytes = 3 * 1024 // evicts as it goes
+			}
+			e, s := rtSetup(t, rtOptions{base: tc.batchBase, batches: 40, indexInterval: tc.interval}, cfg)
 			if tc.chunk > 0 && int64(len(s.log)) < 8*tc.chunk {
 				t.Fatalf("segment of %d bytes is too small to cross chunks", len(s.log))
 			}
@@ -402,6 +407,14 @@ func TestReaderReadsEveryOffset(t *testing.T) {
 				rtRead(t, e.r, s, off, 1<<30, false) // to the segment's end
 				rtRead(t, e.r, s, off, 1500, true)
 				rtRead(t, e.r, s, off, 1, true) // exactly the batch holding off
+			}
+			if cfg.Memory {
+				if ents, _ := os.ReadDir(e.dir); len(ents) != 0 {
+					t.Fatalf("memory cache wrote %d files", len(ents))
+				}
+				if st := e.r.Stats(); st.CacheBytes > 3*1024 {
+					t.Fatalf("memory cache holds %d bytes, bound 3072", st.CacheBytes)
+				}
 			}
 		})
 	}
