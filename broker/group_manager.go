@@ -2,16 +2,20 @@ package broker
 
 // The consumer-group coordinator (package broker/groups) wired to this
 // broker: its settings, the topic check of OffsetCommit and the client
-// identity of member requests.
+// identity of member requests. Its offsets go through a
+// coordinator.OffsetWriter: the owned groups' offsets are kept in memory (no
+// etcd read before a commit) and concurrent commits of all groups share one
+// etcd transaction.
 
 import (
 	"net"
 
 	"github.com/stratabroker/strata/broker/groups"
+	"github.com/stratabroker/strata/coordinator"
 )
 
 func (s *Server) newGroupManager() *groups.Manager {
-	return groups.New(s.store, groups.Config{
+	return groups.New(coordinator.NewOffsetWriter(s.store), groups.Config{
 		BrokerID:               s.opts.BrokerID,
 		InitialRebalanceDelay:  s.cfg.GroupInitialRebalanceDelay,
 		MinSessionTimeout:      s.cfg.GroupMinSessionTimeout,

@@ -124,6 +124,13 @@
 // under etcd's 1.5 MiB request limit. DeleteGroup deletes the offsets/
 // prefix in one fenced transaction and leaves the ownership.
 //
+// The consumer-group coordinator writes through an OffsetWriter instead: it
+// keeps the buckets of the groups it owns in memory (still compared by mod
+// revision, so anyone else's change is noticed, re-read and redone), skips
+// the read before a write, and batches the commits of all groups waiting at
+// once into one transaction (one nested transaction per group, each fenced
+// on its own), so many committers share one etcd WAL fsync.
+//
 // Offsets bucket value (varints as in encoding/binary; u = unsigned,
 // s = zig-zag signed), topics and their partitions sorted:
 //

@@ -236,9 +236,9 @@ func (s *Store) readBuckets(ctx context.Context, op, group string, which []int) 
 	}
 	prefix := s.keys.groupOffsets(group)
 	for _, kv := range kvs {
-		n, err := strconv.Atoi(strings.TrimPrefix(string(kv.Key), prefix))
-		if err != nil || n < 0 || n >= offsetBuckets {
-			continue // not a bucket key
+		n, ok := bucketNumber(string(kv.Key), prefix)
+		if !ok {
+			continue
 		}
 		offs, err := decodeBucket(kv.Value)
 		if err != nil {
@@ -247,6 +247,17 @@ func (s *Store) readBuckets(ctx context.Context, op, group string, which []int) 
 		out[n] = &bucket{modRev: kv.ModRevision, offs: offs}
 	}
 	return out, nil
+}
+
+// bucketNumber returns the bucket number of key, an offsets key of the group
+// whose offsets prefix is prefix; ok is false for any other key.
+func bucketNumber(key, prefix string) (n int, ok bool) {
+	rest, found := strings.CutPrefix(key, prefix)
+	if !found {
+		return 0, false
+	}
+	n, err := strconv.Atoi(rest)
+	return n, err == nil && n >= 0 && n < offsetBuckets
 }
 
 // mutateOffsets is the fenced read-modify-write behind every offset change:
@@ -376,26 +387,39 @@ func bucketsOf(topics []string) []int {
 // 50,000 partitions without metadata); a larger commit is ErrInvalid.
 // Concurrent commits to one group, from any Store, are merged per partition
 // (the latest write of a partition wins) and never lose each other.
+//
+// Each call reads the buckets it changes before writing them (two etcd
+// round trips); an OffsetWriter keeps them in memory instead.
 func (s *Store) CommitOffsets(ctx context.Context, group string, own GroupOwner, offs []CommittedOffset) error {
 	op := fmt.Sprintf("commit %d offsets of group %q", len(offs), group)
+	which, edit, err := commitEdit(op, offs)
+	if err != nil {
+		return err
+	}
+	if len(which) == 0 {
+		return s.checkOwner(ctx, op, group, own)
+	}
+	return s.mutateOffsets(ctx, op, group, own, which, edit)
+}
+
+// commitEdit checks offs and returns the buckets they touch and the edit
+// that writes them.
+func commitEdit(op string, offs []CommittedOffset) ([]int, func(map[int]*bucket) []int, error) {
 	topics := make([]string, 0, len(offs))
 	for _, o := range offs {
 		if o.Topic == "" || o.Partition < 0 {
-			return fmt.Errorf("%s: %w: topic %q partition %d", op, ErrInvalid, o.Topic, o.Partition)
+			return nil, nil, fmt.Errorf("%s: %w: topic %q partition %d", op, ErrInvalid, o.Topic, o.Partition)
 		}
 		topics = append(topics, o.Topic)
 	}
 	which := bucketsOf(topics)
-	if len(which) == 0 {
-		return s.checkOwner(ctx, op, group, own)
-	}
-	return s.mutateOffsets(ctx, op, group, own, which, func(bs map[int]*bucket) []int {
+	return which, func(bs map[int]*bucket) []int {
 		for _, o := range offs {
 			o.Metadata = cloneStr(o.Metadata)
 			bs[bucketOf(o.Topic)].offs[topicPartition{o.Topic, o.Partition}] = o
 		}
 		return which
-	})
+	}, nil
 }
 
 func cloneStr(p *string) *string {
@@ -451,15 +475,20 @@ func (s *Store) FetchOffsets(ctx context.Context, group string, topics []string)
 // ignored.
 func (s *Store) DeleteOffsets(ctx context.Context, group string, own GroupOwner, parts map[string][]int32) error {
 	op := fmt.Sprintf("delete offsets of group %q", group)
+	which, edit := deleteEdit(parts)
+	if len(which) == 0 {
+		return s.checkOwner(ctx, op, group, own)
+	}
+	return s.mutateOffsets(ctx, op, group, own, which, edit)
+}
+
+// deleteEdit returns the buckets of parts and the edit that removes them.
+func deleteEdit(parts map[string][]int32) ([]int, func(map[int]*bucket) []int) {
 	topics := make([]string, 0, len(parts))
 	for t := range parts {
 		topics = append(topics, t)
 	}
-	which := bucketsOf(topics)
-	if len(which) == 0 {
-		return s.checkOwner(ctx, op, group, own)
-	}
-	return s.mutateOffsets(ctx, op, group, own, which, func(bs map[int]*bucket) []int {
+	return bucketsOf(topics), func(bs map[int]*bucket) []int {
 		var changed []int
 		for t, ps := range parts {
 			n := bucketOf(t)
@@ -472,8 +501,9 @@ func (s *Store) DeleteOffsets(ctx context.Context, group string, own GroupOwner,
 				changed = append(changed, n)
 			}
 		}
+		slices.Sort(changed)
 		return changed
-	})
+	}
 }
 
 // DeleteGroup removes every committed offset of the group (DeleteGroups) in
@@ -506,8 +536,18 @@ func (s *Store) DeleteGroup(ctx context.Context, group string, own GroupOwner) e
 func (s *Store) ExpireOffsets(ctx context.Context, group string, own GroupOwner, cutoffMs int64) (int, error) {
 	op := fmt.Sprintf("expire offsets of group %q before %d", group, cutoffMs)
 	var removed int
-	err := s.mutateOffsets(ctx, op, group, own, nil, func(bs map[int]*bucket) []int {
-		removed = 0
+	if err := s.mutateOffsets(ctx, op, group, own, nil, expireEdit(cutoffMs, &removed)); err != nil {
+		return 0, err
+	}
+	return removed, nil
+}
+
+// expireEdit returns the edit of every bucket (which = nil) that removes
+// offsets committed before cutoffMs and counts them in *removed (reset at
+// each call: an edit may be redone).
+func expireEdit(cutoffMs int64, removed *int) func(map[int]*bucket) []int {
+	return func(bs map[int]*bucket) []int {
+		*removed = 0
 		var changed []int
 		for n, b := range bs {
 			before := len(b.offs)
@@ -517,15 +557,11 @@ func (s *Store) ExpireOffsets(ctx context.Context, group string, own GroupOwner,
 				}
 			}
 			if d := before - len(b.offs); d > 0 {
-				removed += d
+				*removed += d
 				changed = append(changed, n)
 			}
 		}
 		slices.Sort(changed)
 		return changed
-	})
-	if err != nil {
-		return 0, err
 	}
-	return removed, nil
 }

@@ -1,6 +1,7 @@
 package coordinator_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,7 +12,30 @@ import (
 	"github.com/stratabroker/strata/internal/etcdtest"
 )
 
-func fetch(t *testing.T, s *coordinator.Store, group string, topics []string) []coordinator.CommittedOffset {
+// offsetStore is what the offsets tests use of a Store or an OffsetWriter.
+type offsetStore interface {
+	AcquireGroup(ctx context.Context, group string) (coordinator.GroupOwner, error)
+	CommitOffsets(ctx context.Context, group string, own coordinator.GroupOwner, offs []coordinator.CommittedOffset) error
+	FetchOffsets(ctx context.Context, group string, topics []string) ([]coordinator.CommittedOffset, error)
+	DeleteOffsets(ctx context.Context, group string, own coordinator.GroupOwner, parts map[string][]int32) error
+	DeleteGroup(ctx context.Context, group string, own coordinator.GroupOwner) error
+	ExpireOffsets(ctx context.Context, group string, own coordinator.GroupOwner, cutoffMs int64) (int, error)
+	Groups(ctx context.Context) ([]string, error)
+}
+
+// forEachOffsetWriter runs f once on the Store itself (read, then write) and
+// once through an OffsetWriter (cached buckets, batched writes): both keep
+// the same contracts.
+func forEachOffsetWriter(t *testing.T, f func(t *testing.T, wrap func(*coordinator.Store) offsetStore)) {
+	t.Run("Store", func(t *testing.T) {
+		f(t, func(s *coordinator.Store) offsetStore { return s })
+	})
+	t.Run("OffsetWriter", func(t *testing.T) {
+		f(t, func(s *coordinator.Store) offsetStore { return coordinator.NewOffsetWriter(s) })
+	})
+}
+
+func fetch(t *testing.T, s offsetStore, group string, topics []string) []coordinator.CommittedOffset {
 	t.Helper()
 	got, err := s.FetchOffsets(testCtx(t), group, topics)
 	if err != nil {
@@ -70,7 +94,11 @@ func genOffsets(topics, parts int, base int64) []coordinator.CommittedOffset {
 }
 
 func TestCommitManyPartitionsAtomically(t *testing.T) {
-	s := registered(t, etcdtest.Start(t), 1)
+	forEachOffsetWriter(t, testCommitManyPartitionsAtomically)
+}
+
+func testCommitManyPartitionsAtomically(t *testing.T, wrap func(*coordinator.Store) offsetStore) {
+	s := wrap(registered(t, etcdtest.Start(t), 1))
 	ctx := testCtx(t)
 	tests := []struct {
 		name           string
@@ -128,7 +156,11 @@ func TestCommitManyPartitionsAtomically(t *testing.T) {
 }
 
 func TestCommitTooLargeWritesNothing(t *testing.T) {
-	s := registered(t, etcdtest.Start(t), 1)
+	forEachOffsetWriter(t, testCommitTooLargeWritesNothing)
+}
+
+func testCommitTooLargeWritesNothing(t *testing.T, wrap func(*coordinator.Store) offsetStore) {
+	s := wrap(registered(t, etcdtest.Start(t), 1))
 	ctx := testCtx(t)
 	own, err := s.AcquireGroup(ctx, "g")
 	if err != nil {
@@ -158,9 +190,13 @@ func TestCommitTooLargeWritesNothing(t *testing.T) {
 }
 
 func TestConcurrentCommitsAreNotLost(t *testing.T) {
+	forEachOffsetWriter(t, testConcurrentCommitsAreNotLost)
+}
+
+func testConcurrentCommitsAreNotLost(t *testing.T, wrap func(*coordinator.Store) offsetStore) {
 	eps := etcdtest.Start(t)
-	s := registered(t, eps, 1)
-	other := openStore(t, eps) // a second client writing with the same ownership
+	s := wrap(registered(t, eps, 1))
+	other := wrap(openStore(t, eps)) // a second client writing with the same ownership
 	ctx := testCtx(t)
 	own, err := s.AcquireGroup(ctx, "g")
 	if err != nil {
@@ -219,7 +255,12 @@ func TestFetchUnknownGroupIsEmpty(t *testing.T) {
 }
 
 func TestDeleteAndExpireOffsets(t *testing.T) {
-	s := registered(t, etcdtest.Start(t), 1)
+	forEachOffsetWriter(t, testDeleteAndExpireOffsets)
+}
+
+func testDeleteAndExpireOffsets(t *testing.T, wrap func(*coordinator.Store) offsetStore) {
+	raw := registered(t, etcdtest.Start(t), 1)
+	s := wrap(raw)
 	ctx := testCtx(t)
 	own, err := s.AcquireGroup(ctx, "g")
 	if err != nil {
@@ -292,7 +333,7 @@ func TestDeleteAndExpireOffsets(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameOffsets(t, fetch(t, s, "g", nil), nil)
-	wantOwner(t, s, "g", own, true)
+	wantOwner(t, raw, "g", own, true)
 	if err := s.DeleteGroup(ctx, "g", own); err != nil {
 		t.Fatalf("delete an empty group: %v", err)
 	}

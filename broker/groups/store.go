@@ -42,4 +42,7 @@ type Store interface {
 	RegistrationLost() <-chan struct{}
 }
 
-var _ Store = (*coordinator.Store)(nil)
+var (
+	_ Store = (*coordinator.Store)(nil)
+	_ Store = (*coordinator.OffsetWriter)(nil)
+)
