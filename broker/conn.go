@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -14,11 +15,51 @@ import (
 	"github.com/stratabroker/strata/kafkaproto"
 )
 
-// serveConn serves one client connection. A reader goroutine reads frames
-// (size-checked before allocation) one ahead; this goroutine handles them
-// strictly in order and writes each response before handling the next, so
-// responses leave in request order as Kafka clients require. Any protocol
-// violation closes the connection, as Kafka does.
+// maxInFlight bounds the requests of one connection that are handled but
+// not yet answered. Past it the connection stops reading until the oldest
+// response is written, so a client pipelining without limit is held back by
+// TCP, not by broker memory. Kafka clients bound themselves too
+// (max.in.flight.requests.per.connection, 5 by default in the Java client,
+// librdkafka 1,000,000, franz-go 5 with idempotence); 32 keeps acks=all
+// producers that pipeline at full depth from ever blocking here.
+const maxInFlight = 32
+
+// deferredResponse is a response whose contents are final only once done is
+// closed: an acks=all Produce whose partitions are appended and now wait for
+// their high watermarks. The connection keeps reading and handling later
+// requests meanwhile; the writer waits for done before writing it, so
+// responses still leave in request order.
+//
+// The handler supplies wait, which must end by a deadline of its own or
+// when the connection's context is cancelled; serveConn runs it in a
+// goroutine it owns and closes done when it returns.
+type deferredResponse struct {
+	kmsg.Response
+	wait func()
+	done chan struct{}
+}
+
+// queuedResponse is a handled request waiting for its turn on the wire.
+type queuedResponse struct {
+	resp  kmsg.Response
+	hdr   kafkaproto.RequestHeader
+	start time.Time
+}
+
+// serveConn serves one client connection. Three goroutines:
+//
+//   - a reader reads frames (size-checked before allocation) one ahead;
+//   - this goroutine parses and handles them strictly in order — so appends
+//     of one producer keep their order and a request sees the effects of
+//     every request before it — and queues each response;
+//   - a writer writes the queued responses strictly in request order.
+//
+// A handler that must wait for something other than its own work (acks=all
+// waiting for replication) returns a deferredResponse, whose wait runs in a
+// goroutine of its own (owned and waited for here); handling continues with the
+// next request and the writer holds every later response behind it. At most
+// maxInFlight responses are queued. Any protocol violation closes the
+// connection after the responses of the requests before it, as Kafka does.
 func (s *Server) serveConn(nc net.Conn) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
@@ -45,46 +86,53 @@ func (s *Server) serveConn(nc net.Conn) {
 		}
 	}()
 
-	bw := bufio.NewWriterSize(nc, 64<<10)
-	var out []byte
+	queue := make(chan queuedResponse, maxInFlight)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		if err := s.writeResponses(nc, queue); err != nil {
+			// Stop handling and reading: nobody will see the answers.
+			cancel()
+			nc.Close()
+		}
+	}()
+
+	var async sync.WaitGroup // deferred responses' waits
 	rc := &requestContext{remote: nc.RemoteAddr()}
+loop:
 	for f := range frames {
+		start := time.Now()
 		resp, hdr, ok := s.handleFrame(ctx, rc, f)
 		if !ok {
-			return
+			break
 		}
 		if resp == nil { // Produce with acks=0: no response at all.
 			continue
 		}
-		if fr, ok := resp.(*kmsg.FetchResponse); ok && fr.Version >= 4 && fr.Version <= 12 {
-			// Record batches go out by reference (writev), never copied
-			// into a response buffer.
-			if err := bw.Flush(); err != nil {
-				return
-			}
-			bufs := fetchResponseBuffers(hdr.CorrelationID, fr)
-			n, err := bufs.WriteTo(nc)
-			s.metrics.bytesOut.Add(float64(n))
-			if err != nil {
-				return
-			}
-			continue
+		if d, ok := resp.(*deferredResponse); ok {
+			d.done = make(chan struct{})
+			async.Go(func() {
+				defer close(d.done)
+				defer func() {
+					if r := recover(); r != nil {
+						s.log.Error("deferred response panic", "key", hdr.APIKey, "panic", r, "stack", string(debug.Stack()))
+						cancel()
+						nc.Close()
+					}
+				}()
+				d.wait()
+			})
 		}
-		out = kafkaproto.AppendResponse(out[:0], hdr.CorrelationID, resp)
-		s.metrics.bytesOut.Add(float64(len(out)))
-		if _, err := bw.Write(out); err != nil {
-			return
-		}
-		if len(frames) == 0 {
-			if err := bw.Flush(); err != nil {
-				return
-			}
-		}
-		if cap(out) > 1<<20 {
-			out = nil // do not pin a large fetch buffer to an idle connection
+		select {
+		case queue <- queuedResponse{resp: resp, hdr: hdr, start: start}:
+		case <-writerDone:
+			break loop
 		}
 	}
-	bw.Flush()
+	close(queue)
+	<-writerDone // every deferred wait ends by its deadline or ctx
+	cancel()
+	async.Wait()
 	select {
 	case err := <-readErr:
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && s.ctx.Err() == nil {
@@ -92,6 +140,49 @@ func (s *Server) serveConn(nc net.Conn) {
 		}
 	default:
 	}
+}
+
+// writeResponses writes queued responses in order until the queue closes
+// or a write fails. It flushes whenever the queue runs empty.
+func (s *Server) writeResponses(nc net.Conn, queue <-chan queuedResponse) error {
+	bw := bufio.NewWriterSize(nc, 64<<10)
+	var out []byte
+	for q := range queue {
+		resp := q.resp
+		if d, ok := resp.(*deferredResponse); ok {
+			<-d.done // bounded: the wait ends at the request's timeout or on ctx cancel
+			resp = d.Response
+			s.metrics.observe(q.hdr.APIKey, time.Since(q.start))
+		}
+		if fr, ok := resp.(*kmsg.FetchResponse); ok && fr.Version >= 4 && fr.Version <= 12 {
+			// Record batches go out by reference (writev), never copied
+			// into a response buffer.
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			bufs := fetchResponseBuffers(q.hdr.CorrelationID, fr)
+			n, err := bufs.WriteTo(nc)
+			s.metrics.bytesOut.Add(float64(n))
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		out = kafkaproto.AppendResponse(out[:0], q.hdr.CorrelationID, resp)
+		s.metrics.bytesOut.Add(float64(len(out)))
+		if _, err := bw.Write(out); err != nil {
+			return err
+		}
+		if len(queue) == 0 {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
+		if cap(out) > 1<<20 {
+			out = nil // do not pin a large fetch buffer to an idle connection
+		}
+	}
+	return bw.Flush()
 }
 
 // handleFrame parses and dispatches one request. ok=false closes the
@@ -129,7 +220,9 @@ func (s *Server) handleFrame(ctx context.Context, rc *requestContext, frame []by
 		}
 	}()
 	resp = a.handle(ctx, rc, req)
-	s.metrics.observe(hdr.APIKey, time.Since(start))
+	if _, deferred := resp.(*deferredResponse); !deferred {
+		s.metrics.observe(hdr.APIKey, time.Since(start)) // else observed when written
+	}
 	if resp != nil {
 		resp.SetVersion(hdr.APIVersion)
 	}

@@ -28,7 +28,9 @@ package broker
 // shrank below min.insync.replicas meanwhile, REQUEST_TIMED_OUT if it never
 // did, NOT_LEADER_OR_FOLLOWER if leadership moved. acks=1 answers after the
 // local append. A leader that lost its etcd lease answers
-// NOT_LEADER_OR_FOLLOWER until a later epoch makes it leader again.
+// NOT_LEADER_OR_FOLLOWER until a later epoch makes it leader again. The
+// wait does not hold up the connection: later requests on it are handled
+// meanwhile, and their responses are written after this one (conn.go).
 
 import (
 	"context"
@@ -67,17 +69,20 @@ func (s *Server) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 		}
 		resp.Topics = append(resp.Topics, ot)
 	}
-	if len(waits) > 0 {
-		// Every partition is appended before any waits, so their
-		// replication overlaps.
-		deadline := time.Now().Add(time.Duration(max(req.TimeoutMillis, 0)) * time.Millisecond)
-		for _, w := range waits {
-			code, msg := s.awaitReplication(ctx, w.p, w.epoch, w.end, deadline)
-			setProduceError(req, w.op, code, msg)
-		}
-	}
 	if req.Acks == 0 {
 		return nil
+	}
+	if len(waits) > 0 {
+		// Every partition is appended before any waits, so their
+		// replication overlaps. The connection goes on with the requests
+		// behind this one while the waits run (see deferredResponse).
+		deadline := time.Now().Add(time.Duration(max(req.TimeoutMillis, 0)) * time.Millisecond)
+		return &deferredResponse{Response: resp, wait: func() {
+			for _, w := range waits {
+				code, msg := s.awaitReplication(ctx, w.p, w.epoch, w.end, deadline)
+				setProduceError(req, w.op, code, msg)
+			}
+		}}
 	}
 	return resp
 }
