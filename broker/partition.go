@@ -2,17 +2,33 @@ package broker
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 
 	"github.com/stratabroker/strata/broker/locallog"
 )
 
+// hwCheckpointTicks: the flush loop (250 ms ticks) checkpoints high
+// watermarks every this many ticks — 5 s, Kafka's
+// replica.high.watermark.checkpoint.interval.ms default.
+const hwCheckpointTicks = 20
+
 // partition is one partition replica held by this broker.
 //
 // Appends are serialized by mu; reads go straight to the log, which is safe
 // for concurrent readers. waitMu guards the broadcast channel that wakes
 // long-polling fetches when data arrives.
+//
+// The high watermark is checkpointed (high-watermark-checkpoint in the
+// partition directory) every 5 s when it moved, and on clean close; a log
+// reopened with replicas starts its HW at min(checkpoint, log end) instead
+// of at the log end, so a restarted replica never exposes records the ISR
+// had not committed. ckptMu serializes checkpoint writes with closing the
+// log (lock order: ckptMu → mu); it is held across the checkpoint's I/O and
+// nothing else waits on it.
 type partition struct {
 	topic   string
 	topicID [16]byte
@@ -28,6 +44,8 @@ type partition struct {
 	maxISRSize  atomic.Int32 // maximal ISR (committed + being added): 1 = the leader alone moves the HW
 	fencedEpoch atomic.Int32 // leader epoch in which the etcd lease was lost; -1 none
 	hw          atomic.Int64 // high watermark: offsets below it are committed
+	ckptMu      sync.Mutex   // serializes HW checkpoint writes and close/remove
+	hwCkpt      int64        // HW last checkpointed; -1 none (guarded by ckptMu)
 	cfg         atomic.Pointer[TopicConfig]
 
 	roleSet bool // a role was applied (guarded by Server.applyMu)
@@ -104,20 +122,86 @@ func (p *partition) notify() {
 	p.waitMu.Unlock()
 }
 
-// close flushes and closes the log; later appends fail.
+// initHighWatermark sets the high watermark of a freshly opened log l.
+// With one replica everything recovered counts as committed (HW = log
+// end). With more, the HW starts at the checkpoint, raised to the log start
+// and capped at the log end; without a checkpoint (a log written before
+// checkpoints existed) at the log end as before; with a damaged one at the
+// log start, the followers' fetches moving it on.
+func (p *partition) initHighWatermark(l *locallog.Log, replicas int, log *slog.Logger) {
+	leo := l.LogEndOffset()
+	hw := leo
+	if replicas > 1 {
+		ck, err := l.ReadHighWatermark()
+		switch {
+		case err == nil:
+			hw = min(max(ck, l.LogStartOffset()), leo)
+		case errors.Is(err, os.ErrNotExist):
+		default:
+			hw = l.LogStartOffset()
+			log.Warn("high-watermark checkpoint unreadable; starting the high watermark at the log start", "topic", p.topic, "partition", p.index, "log_start", hw, "err", err)
+		}
+	}
+	p.hw.Store(hw)
+	p.ckptMu.Lock()
+	p.hwCkpt = -1
+	p.ckptMu.Unlock()
+}
+
+// checkpointHighWatermark writes the high-watermark checkpoint if the HW
+// moved since the last one. A closed partition is skipped.
+func (p *partition) checkpointHighWatermark() error {
+	p.ckptMu.Lock()
+	defer p.ckptMu.Unlock()
+	return p.checkpointLocked()
+}
+
+func (p *partition) checkpointLocked() error {
+	l := p.getLog()
+	if l == nil {
+		return nil
+	}
+	hw := p.hw.Load()
+	if hw == p.hwCkpt {
+		return nil
+	}
+	if err := l.WriteHighWatermark(hw); err != nil {
+		return fmt.Errorf("checkpoint high watermark of %s-%d: %w", p.topic, p.index, err)
+	}
+	p.hwCkpt = hw
+	return nil
+}
+
+// checkpointHighWatermarks checkpoints every partition's high watermark
+// that moved; errors are logged.
+func (s *Server) checkpointHighWatermarks() {
+	for _, p := range s.allPartitions() {
+		if err := p.checkpointHighWatermark(); err != nil && s.ctx.Err() == nil {
+			s.log.Error("high-watermark checkpoint", "topic", p.topic, "partition", p.index, "err", err)
+		}
+	}
+}
+
+// close checkpoints the high watermark, flushes and closes the log; later
+// appends fail.
 func (p *partition) close() error {
+	p.ckptMu.Lock()
+	defer p.ckptMu.Unlock()
+	ckErr := p.checkpointLocked()
 	p.mu.Lock()
 	l := p.log.Swap(nil)
 	p.mu.Unlock()
 	p.notify()
 	if l == nil {
-		return nil
+		return ckErr
 	}
-	return l.Close()
+	return errors.Join(ckErr, l.Close())
 }
 
 // remove closes the log and deletes its directory.
 func (p *partition) remove() error {
+	p.ckptMu.Lock()
+	defer p.ckptMu.Unlock()
 	p.mu.Lock()
 	l := p.log.Swap(nil)
 	p.mu.Unlock()

@@ -246,7 +246,7 @@ func (s *Server) buildTopicState(t coordinator.Topic, old *topicState) (*topicSt
 			continue
 		}
 		if p == nil {
-			p, err = s.openPartition(t.Name, t.ID, int32(i), cfg)
+			p, err = s.openPartition(t.Name, t.ID, int32(i), cfg, len(st.Replicas))
 			if err != nil {
 				return nil, err
 			}
@@ -266,7 +266,7 @@ func (s *Server) partitionDir(topic string, index int32) string {
 	return filepath.Join(s.logDir, fmt.Sprintf("%s-%d", topic, index))
 }
 
-func (s *Server) openPartition(topic string, id [16]byte, index int32, cfg TopicConfig) (*partition, error) {
+func (s *Server) openPartition(topic string, id [16]byte, index int32, cfg TopicConfig, replicas int) (*partition, error) {
 	dir := s.partitionDir(topic, index)
 	idPath := filepath.Join(dir, topicIDFile)
 	if have, err := os.ReadFile(idPath); err == nil {
@@ -289,10 +289,7 @@ func (s *Server) openPartition(topic string, id [16]byte, index int32, cfg Topic
 	p.log.Store(l)
 	p.fencedEpoch.Store(-1)
 	p.maxISRSize.Store(1)
-	// Everything recovered counts as committed: exact for one replica; with
-	// more, a new leader's HW is its followers' business (the high
-	// watermark is not checkpointed yet).
-	p.hw.Store(l.LogEndOffset())
+	p.initHighWatermark(l, replicas, s.log) // partition.go
 	return p, nil
 }
 
@@ -348,15 +345,19 @@ func (s *Server) retentionLoop(ctx context.Context) {
 }
 
 // flushLoop applies flush.ms to partitions that went quiet: the append
-// path checks it only when the next write arrives.
+// path checks it only when the next write arrives. Every
+// hwCheckpointTicks it checkpoints the high watermarks (partition.go).
 func (s *Server) flushLoop(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			if tick%hwCheckpointTicks == 0 {
+				s.checkpointHighWatermarks()
+			}
 			for _, p := range s.allPartitions() {
 				cfg, l := p.config(), p.getLog()
 				if l == nil || cfg == nil || cfg.FlushMs <= 0 || cfg.FlushMs >= math.MaxInt64/2 {

@@ -53,8 +53,8 @@
 //
 // # Checkpoints
 //
-// leader-epoch-checkpoint, log-start-offset and recovery-point are whole
-// files replaced atomically (write .tmp, fsync, rename, fsync directory):
+// leader-epoch-checkpoint, log-start-offset, recovery-point and
+// high-watermark-checkpoint are whole files replaced atomically (write .tmp, fsync, rename, fsync directory):
 //
 //	0          4          8                8+n        12+n
 //	+----------+----------+----------------+----------+
@@ -62,7 +62,8 @@
 //	|u32       |u32       |                |u32       |
 //	+----------+----------+----------------+----------+
 //
-//	log-start-offset, recovery-point payload:  offset i64
+//	log-start-offset, recovery-point,
+//	high-watermark-checkpoint payload:         offset i64
 //	leader-epoch-checkpoint payload:           count u32, then count × (epoch i32, start offset i64)
 //
 // .clean-shutdown is an empty checkpoint written by Close and removed by
