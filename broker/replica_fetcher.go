@@ -19,8 +19,9 @@ package broker
 // re-assigns it (or a second passes). OFFSET_OUT_OF_RANGE truncates again
 // (or restarts the log at the leader's log start when we are below it).
 // OFFSET_MOVED_TO_TIERED_STORAGE (our log end below the leader's local log
-// start) is not handled yet: rebuilding from the remote tier is left for
-// later; the partition backs off and says so.
+// start) rebuilds the log from the remote tier (rebuildFromRemote in
+// tiered.go: ListOffsets -4, the remote segment ending before it, its
+// epoch history and producer snapshot) and fetches from there.
 //
 // Ownership: the fetcherManager (under its mutex) maps partitions to
 // fetchers; each fetcher owns its connection and its goroutine (tracked by
@@ -531,8 +532,11 @@ func (f *replicaFetcher) applyFetched(st *fetchState, rp *kmsg.FetchResponseTopi
 		st.delayUntil = now.Add(100 * time.Millisecond)
 		return
 	case kerr.OffsetMovedToTieredStorage.Code:
-		log.Warn("follower is below the leader's local log start (tiered); rebuilding from the remote tier is not implemented yet", "topic", p.topic, "partition", p.index, "log_end", l.LogEndOffset())
-		st.delayUntil = now.Add(5 * replicaBackoff)
+		// broker/tiered.go: restart the log at the leader's local log start.
+		if err := f.rebuildFromRemote(f.s.ctx, st, rp.LogStartOffset); err != nil {
+			log.Warn("follower below the leader's local log start could not rebuild from the remote tier; retrying", "topic", p.topic, "partition", p.index, "log_end", l.LogEndOffset(), "err", err)
+			st.delayUntil = now.Add(replicaBackoff)
+		}
 		return
 	default:
 		log.Warn("follower fetch error", "topic", p.topic, "partition", p.index, "err", kerr.ErrorForCode(rp.ErrorCode))

@@ -7,6 +7,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stratabroker/strata/broker/locallog"
+	"github.com/stratabroker/strata/coordinator"
 	"github.com/stratabroker/strata/kafkaproto"
 	"github.com/stratabroker/strata/remote"
 	"github.com/stratabroker/strata/tiering"
@@ -283,4 +285,90 @@ func (s *Server) deleteRemoteData(t *topicState) {
 		}
 		s.log.Info("removed a deleted topic's remote data", "topic", t.name)
 	}()
+}
+
+// rebuildTimeout bounds one follower rebuild from the remote tier.
+const rebuildTimeout = 30 * time.Second
+
+// rebuildFromRemote restarts a follower's log at the leader's local log
+// start after the leader answered OFFSET_MOVED_TO_TIERED_STORAGE (KIP-405:
+// followers never copy tiered data). It asks the leader for its earliest
+// local offset (ListOffsets -4), finds the finished remote segment ending
+// just before it, downloads that segment's leader-epoch history and
+// producer snapshot, and restarts the log there with the leader's log
+// start. The caller (the fetcher's goroutine, holding the fetcher's mutex,
+// so no append races the restart; assign and remove of that fetcher wait
+// for it, at most rebuildTimeout) fetches from the new log end next.
+// leaderLogStart is the log start of the leader's answer.
+func (f *replicaFetcher) rebuildFromRemote(ctx context.Context, st *fetchState, leaderLogStart int64) error {
+	p := st.p
+	s := f.s
+	l := p.getLog()
+	if l == nil {
+		return errPartitionClosed
+	}
+	if s.tier == nil || s.store == nil {
+		return errors.New("this broker has no remote tier (remote.log.storage.system.enable / --remote)")
+	}
+	ctx, cancel := context.WithTimeout(ctx, rebuildTimeout)
+	defer cancel()
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.Version = 8
+	req.ReplicaID = s.opts.BrokerID
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = p.topic
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Partition, rp.CurrentLeaderEpoch, rp.Timestamp = p.index, st.epoch, -4
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	if err := f.conn.roundTrip(req, resp, 10*time.Second); err != nil {
+		return err
+	}
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return fmt.Errorf("ListOffsets -4: %d topics in the answer", len(resp.Topics))
+	}
+	ans := resp.Topics[0].Partitions[0]
+	if ans.ErrorCode != 0 {
+		return fmt.Errorf("ListOffsets -4: %w", kerr.ErrorForCode(ans.ErrorCode))
+	}
+	localStart := ans.Offset
+	if localStart <= 0 || leaderLogStart < 0 || leaderLogStart > localStart {
+		return fmt.Errorf("leader's local log start %d, log start %d: nothing to rebuild from", localStart, leaderLogStart)
+	}
+	if l.LogEndOffset() >= localStart {
+		return nil // we reach the leader's local log already
+	}
+	segs, err := s.store.RemoteSegments(ctx, p.topicID, p.index)
+	if err != nil {
+		return err
+	}
+	var seg *coordinator.RemoteSegment
+	for i := range segs {
+		if r := &segs[i]; r.State == coordinator.CopyFinished && r.EndOffset == localStart-1 {
+			seg = r // the newest attempt wins (sorted by state time)
+		}
+	}
+	if seg == nil {
+		return fmt.Errorf("no finished remote segment ends at %d (the leader's local log start %d)", localStart-1, localStart)
+	}
+	rawEpochs, snap, err := s.tier.RemoteLogState(ctx, p.topic, *seg)
+	if err != nil {
+		return fmt.Errorf("remote state of segment %x: %w", seg.ID[:], err)
+	}
+	var epochs []locallog.EpochStart
+	if len(rawEpochs) > 0 {
+		if epochs, err = locallog.DecodeEpochHistory(rawEpochs); err != nil {
+			return fmt.Errorf("leader epochs of segment %x: %w", seg.ID[:], err)
+		}
+	}
+	from := l.LogEndOffset()
+	if err := l.RestartAt(localStart, leaderLogStart, epochs, snap); err != nil {
+		return err
+	}
+	p.hw.Store(min(p.hw.Load(), localStart))
+	s.log.Info("follower rebuilt from the remote tier", "topic", p.topic, "partition", p.index,
+		"old_log_end", from, "local_log_start", localStart, "log_start", leaderLogStart,
+		"segment", fmt.Sprintf("%x", seg.ID[:]), "epochs", len(epochs), "producer_snapshot_bytes", len(snap))
+	return nil
 }

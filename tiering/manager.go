@@ -30,6 +30,12 @@ type LocalSegment struct {
 	LogPath                string
 	IndexPath              string
 	TimeIndexPath          string
+
+	// A slice (sliceSegment) is the part of a local segment from byte pos
+	// of LogPath, with its own indexes.
+	sliced          bool
+	pos             int64
+	offIdx, timeIdx []byte
 }
 
 // Partition is what the manager needs of one local partition replica; the
@@ -268,6 +274,9 @@ func (m *Manager) task(ctx context.Context, s *partState) error {
 	if err := m.removeUnfinished(ctx, s, fence); err != nil {
 		return err
 	}
+	if err := m.removeForeign(ctx, s, fence); err != nil {
+		return err
+	}
 	if err := m.syncLogStart(s); err != nil {
 		return err
 	}
@@ -290,11 +299,16 @@ func (m *Manager) load(ctx context.Context, s *partState, epoch int32) error {
 
 // publish rebuilds the finished view readers use and tells the local log
 // how far the remote tier reaches.
+// On the leader only the segments of its epoch lineage count.
 func (m *Manager) publish(s *partState) {
 	var fin []coordinator.RemoteSegment
+	var history []ManifestEpoch
+	if s.epoch >= 0 {
+		history = s.p.EpochHistory()
+	}
 	up := int64(-1)
 	for _, r := range s.segs {
-		if r.State == coordinator.CopyFinished {
+		if r.State == coordinator.CopyFinished && inLineage(r, history) {
 			fin = append(fin, r)
 			up = max(up, r.EndOffset)
 		}
@@ -415,11 +429,23 @@ func (m *Manager) upload(ctx context.Context, s *partState, fence coordinator.Le
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if seg.NextOffset-1 <= s.highestUploaded() || seg.Size == 0 {
+		up := s.highestUploaded()
+		if seg.NextOffset-1 <= up || seg.Size == 0 {
 			continue
 		}
 		if seg.NextOffset > lso {
 			return nil // not committed yet
+		}
+		if up >= seg.BaseOffset {
+			// Our segment straddles what another leader uploaded: send
+			// only the rest, so no offset is in the remote log twice.
+			part, err := sliceSegment(seg, up+1, sliceIndexInterval)
+			if err != nil {
+				return err
+			}
+			m.logger.Info("tiering: uploading the part of a segment past the highest uploaded offset",
+				"topic", p.Topic(), "partition", p.Index(), "segment_base", seg.BaseOffset, "from", up+1, "end", seg.NextOffset-1)
+			seg = part
 		}
 		if err := m.copySegment(ctx, s, seg, fence); err != nil {
 			return err
@@ -462,7 +488,7 @@ func (m *Manager) copySegment(ctx context.Context, s *partState, seg LocalSegmen
 	// makes the set complete, after both.
 	idxErr := make(chan error, 1)
 	go func() { idxErr <- m.putBytes(ctx, key(ExtIndexes), indexes) }()
-	crc, err := m.putFile(ctx, key(ExtLog), seg.LogPath, seg.Size)
+	crc, err := m.putFile(ctx, key(ExtLog), seg.LogPath, seg.pos, seg.Size)
 	ierr := <-idxErr
 	if err != nil {
 		return fmt.Errorf("upload segment %d: %w", seg.BaseOffset, err)
@@ -675,5 +701,9 @@ func (m *Manager) DeleteTopic(ctx context.Context, topic string, topicID [16]byt
 	}
 	return m.meta.DeleteAllRemoteSegments(ctx, topicID)
 }
+
+// sliceIndexInterval is the bytes between offset index entries of an
+// uploaded slice (the local log's index.interval.bytes default).
+const sliceIndexInterval = 4096
 
 func idString(id [16]byte) string { return fmt.Sprintf("%x", id[:]) }

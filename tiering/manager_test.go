@@ -33,6 +33,7 @@ type fakePart struct {
 	logStart int64
 	local    int64
 	tiered   int64
+	history  []ManifestEpoch // nil: epoch 0 from offset 0
 }
 
 func newFakePart(t *testing.T, topic string, id [16]byte) *fakePart {
@@ -103,7 +104,14 @@ func (f *fakePart) LocalLogStartOffset() int64 {
 	defer f.mu.Unlock()
 	return max(f.local, f.logStart)
 }
-func (f *fakePart) EpochHistory() []ManifestEpoch { return []ManifestEpoch{{Epoch: 0, StartOffset: 0}} }
+func (f *fakePart) EpochHistory() []ManifestEpoch {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.history != nil {
+		return append([]ManifestEpoch(nil), f.history...)
+	}
+	return []ManifestEpoch{{Epoch: 0, StartOffset: 0}}
+}
 func (f *fakePart) EncodeEpochHistory(h []ManifestEpoch) []byte {
 	return fmt.Appendf(nil, "%v", h)
 }

@@ -21,13 +21,15 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // its end) and the manifest that locates each part.
 func buildIndexes(p Partition, seg LocalSegment, history []ManifestEpoch) ([]byte, *Manifest, error) {
 	end := seg.NextOffset - 1
-	offIdx, err := os.ReadFile(seg.IndexPath)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read offset index of segment %d: %w", seg.BaseOffset, err)
-	}
-	timeIdx, err := os.ReadFile(seg.TimeIndexPath)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read time index of segment %d: %w", seg.BaseOffset, err)
+	offIdx, timeIdx := seg.offIdx, seg.timeIdx
+	if !seg.sliced {
+		var err error
+		if offIdx, err = os.ReadFile(seg.IndexPath); err != nil {
+			return nil, nil, fmt.Errorf("read offset index of segment %d: %w", seg.BaseOffset, err)
+		}
+		if timeIdx, err = os.ReadFile(seg.TimeIndexPath); err != nil {
+			return nil, nil, fmt.Errorf("read time index of segment %d: %w", seg.BaseOffset, err)
+		}
 	}
 	snap, err := p.ProducerSnapshot(seg.NextOffset)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -69,13 +71,13 @@ func buildIndexes(p Partition, seg LocalSegment, history []ManifestEpoch) ([]byt
 	return buf.Bytes(), m, nil
 }
 
-// putFile uploads size bytes of the file at path under key, through the
+// putFile uploads size bytes from pos of the file at path under key, through the
 // upload rate limit, returning the CRC32C of what was sent. The file is
 // sealed, so its first size bytes do not change while we read them. Without
 // a rate limit the store gets the file itself (seekable: no copy in memory,
 // retries re-read it) and the CRC comes from a separate pass over the page
 // cache.
-func (m *Manager) putFile(ctx context.Context, key, path string, size int64) (uint32, error) {
+func (m *Manager) putFile(ctx context.Context, key, path string, pos, size int64) (uint32, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
@@ -83,15 +85,15 @@ func (m *Manager) putFile(ctx context.Context, key, path string, size int64) (ui
 	defer f.Close()
 	h := crc32.New(castagnoli)
 	if m.limit.l == nil {
-		if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
+		if _, err := io.Copy(h, io.NewSectionReader(f, pos, size)); err != nil {
 			return 0, err
 		}
-		if err := m.store.Put(ctx, key, io.NewSectionReader(f, 0, size), size); err != nil {
+		if err := m.store.Put(ctx, key, io.NewSectionReader(f, pos, size), size); err != nil {
 			return 0, err
 		}
 		return h.Sum32(), nil
 	}
-	r := io.TeeReader(io.NewSectionReader(f, 0, size), h)
+	r := io.TeeReader(io.NewSectionReader(f, pos, size), h)
 	if err := m.store.Put(ctx, key, m.limit.reader(ctx, r), size); err != nil {
 		return 0, err
 	}
