@@ -35,6 +35,12 @@ type brokerProc struct {
 // in a fresh directory under env.DataDir named name. Ports are checked free
 // right before the start, and the process is checked alive after it.
 func (e *Env) startBroker(ctx context.Context, name string, id int32, args ...string) (*brokerProc, error) {
+	return e.startBrokerOn(ctx, name, id, nil, args...)
+}
+
+// startBrokerOn is startBroker with the broker joining the etcd at
+// endpoints (nil = its own embedded etcd).
+func (e *Env) startBrokerOn(ctx context.Context, name string, id int32, endpoints []string, args ...string) (*brokerProc, error) {
 	dir := filepath.Join(e.DataDir, name)
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("bench: start broker %s: %w", name, err)
@@ -46,7 +52,7 @@ func (e *Env) startBroker(ctx context.Context, name string, id int32, args ...st
 	sctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
 	b, err := harness.Start(sctx, harness.BrokerConfig{
-		Bin: e.Bin, DataDir: dir, BrokerID: id, Args: args,
+		Bin: e.Bin, DataDir: dir, BrokerID: id, Args: args, EtcdEndpoints: endpoints,
 		Port: port, MetricsPort: mport,
 		LogPath: filepath.Join(e.DataDir, name+".log"),
 	})

@@ -305,6 +305,8 @@ func runBenchmark(ctx context.Context, env *Env, b Benchmark, br *BenchReport) {
 			// Figures of a failed repetition are not results.
 			rr.Figures = Rep{FigMBps: Unmeasured("MB/s", oneLine(rr.Error))}
 			env.logf("%s rep %d: %v", b.ID, i+1, err)
+		} else if b.Primary != FigMBps {
+			env.logf("%s rep %d: %s %s", b.ID, i+1, b.Primary, fmtVal(fig[b.Primary]))
 		} else {
 			env.logf("%s rep %d: %s MB/s, %s MB/cpu-s", b.ID, i+1, fmtVal(fig[FigMBps]), fmtVal(fig[FigMBperCPU]))
 		}

@@ -19,6 +19,7 @@ type loadParams struct {
 	clients    int    // independent kgo clients, one producing goroutine each
 	codec      string // "none" or "lz4"
 	maxRecords int64  // stop after this many records in total; 0 = until ctx ends
+	acksAll    bool   // acks=all (-1) instead of acks=1
 }
 
 // loadGen is a saturating franz-go producer. Records are generated up
@@ -54,6 +55,10 @@ func newLoadGen(p loadParams, recs [][]byte) (*loadGen, error) {
 		return nil, err
 	}
 	g := &loadGen{recs: recs, p: p}
+	acks := kgo.LeaderAck()
+	if p.acksAll {
+		acks = kgo.AllISRAcks()
+	}
 	for range p.clients {
 		cl, err := kgo.NewClient(
 			kgo.SeedBrokers(p.addr),
@@ -61,7 +66,7 @@ func newLoadGen(p loadParams, recs [][]byte) (*loadGen, error) {
 			kgo.RecordPartitioner(kgo.ManualPartitioner()),
 			kgo.ProducerLinger(5*time.Millisecond),
 			kgo.ProducerBatchMaxBytes(1<<20),
-			kgo.RequiredAcks(kgo.LeaderAck()),
+			kgo.RequiredAcks(acks),
 			kgo.DisableIdempotentWrite(),
 			kgo.MaxProduceRequestsInflightPerBroker(5),
 			kgo.ProducerBatchCompression(codec),
