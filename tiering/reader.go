@@ -621,6 +621,33 @@ func (c *cursor) readAt(p []byte, pos int64) error {
 	return nil
 }
 
+// view returns the memory chunk holding the n bytes at pos, and where in
+// it they start, when one memory chunk holds them all; ok is false for the
+// disk cache or a range across chunks (the caller copies instead).
+func (c *cursor) view(pos, n int64) (mem []byte, within int64, ok bool, err error) {
+	cs := c.r.cfg.ChunkSize
+	k := pos / cs
+	if n <= 0 || (pos+n-1)/cs != k {
+		return nil, 0, false, nil
+	}
+	if c.cur == nil || c.cur.key.n != k {
+		if err := c.open(k); err != nil {
+			return nil, 0, false, err
+		}
+	}
+	if c.mem == nil {
+		return nil, 0, false, nil
+	}
+	if len(c.recent) == 0 || c.recent[len(c.recent)-1].ch != c.cur {
+		c.recent = append(c.recent, usedChunk{c.cur, c.curSuspect})
+	}
+	within = pos - k*cs
+	if within+n > int64(len(c.mem)) {
+		return nil, 0, false, nil // the chunk is shorter than the manifest says; readAt reports it
+	}
+	return c.mem, within, true, nil
+}
+
 func (c *cursor) open(n int64) error {
 	c.close()
 	ch, hit, err := c.r.acquireChunk(c.ctx, c.ix, n)
@@ -816,33 +843,84 @@ func (r *Reader) Read(ctx context.Context, seg SegmentRef, offset int64, maxByte
 
 // read scans for offset and returns the batches and the log position of
 // the batch holding offset (-1 when the scan failed before it).
+//
+// With the memory chunk cache the answer is a view of one chunk's bytes
+// (capacity capped at its length, so an append never writes into the
+// chunk): no copy at all, the bytes going from the GET's buffer straight
+// to the client's socket. It ends where the chunk ends (the client fetches
+// the rest next); a first batch straddling two chunks is answered alone,
+// copied. Chunk buffers are never reused (an evicted chunk's bytes live
+// while a view holds them), so a view stays valid and unchanged. With the
+// disk cache the batches are copied into one allocation.
 func (r *Reader) read(c *cursor, seg SegmentRef, offset int64, maxBytes int, minOne bool) ([]byte, int64, error) {
 	s := newScanner(c, seg, offset)
-	// One allocation for the answer: growing it batch by batch copies
-	// megabytes over and over.
-	out := make([]byte, 0, max(0, min(int64(maxBytes), s.size-s.pos)))
+	var out []byte                       // the copied answer; nil while it is a view
+	var view []byte                      // the chunk the view is of
+	vstart, vend := int64(-1), int64(-1) // the view: view[vstart:vend]
+	n := 0                               // bytes in the answer
 	start := int64(-1)
+	answer := func() []byte {
+		if out == nil && vstart >= 0 {
+			return view[vstart:vend:vend]
+		}
+		return out
+	}
 	for {
-		if len(out) > 0 && maxBytes-len(out) < kafkaproto.RecordBatchHeaderSize {
-			return out, start, nil // no batch can fit: do not touch the next one
+		if n > 0 && maxBytes-n < kafkaproto.RecordBatchHeaderSize {
+			return answer(), start, nil // no batch can fit: do not touch the next one
 		}
 		h, done, err := s.next()
 		if err != nil {
 			return nil, start, err
 		}
 		if done {
-			return out, start, nil
+			return answer(), start, nil
 		}
 		if h.LastOffset() >= offset {
 			if start < 0 {
 				start = s.pos
 			}
-			if len(out)+h.Size() > maxBytes && !(minOne && len(out) == 0) {
-				return out, start, nil
+			if n+h.Size() > maxBytes && !(minOne && n == 0) {
+				return answer(), start, nil
+			}
+			if out == nil {
+				mem, within, ok, err := c.view(s.pos, int64(h.Size()))
+				if err != nil {
+					return nil, start, err
+				}
+				if ok && (vstart < 0 || (&mem[0] == &view[0] && within == vend)) {
+					b := mem[within : within+int64(h.Size())]
+					if crc := kafkaproto.BatchCRC(b); crc != h.CRC {
+						return nil, start, s.corrupt("batch %d: crc %08x, computed %08x", h.BaseOffset, h.CRC, crc)
+					}
+					if vstart < 0 {
+						view, vstart = mem, within
+					}
+					vend = within + int64(h.Size())
+					n += h.Size()
+					s.advance(h)
+					continue
+				}
+				if r.chunks.mem {
+					if n > 0 {
+						// The next batch is in the next chunk: answer
+						// with the view (a short answer is fine, the
+						// client asks again) rather than copying.
+						return answer(), start, nil
+					}
+					// The first batch straddles two chunks: answer with
+					// a copy of it alone; the next answer is a view again.
+					out, err := s.readBatch(make([]byte, 0, h.Size()), h)
+					return out, start, err
+				}
+				// The disk cache: copy into one allocation (growing
+				// batch by batch copies megabytes over and over).
+				out = make([]byte, 0, max(int64(n+h.Size()), min(int64(maxBytes), s.size-start)))
 			}
 			if out, err = s.readBatch(out, h); err != nil {
 				return nil, start, err
 			}
+			n = len(out)
 		}
 		s.advance(h)
 	}

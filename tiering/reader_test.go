@@ -353,10 +353,47 @@ func rtRead(t testing.TB, r *Reader, s *rtSeg, offset int64, maxBytes int, minOn
 	if err != nil {
 		t.Fatalf("Read(%d, %d, %v): %v", offset, maxBytes, minOne, err)
 	}
-	if want := s.expect(offset, maxBytes, minOne); !bytes.Equal(got, want) {
+	want := s.expect(offset, maxBytes, minOne)
+	if r.chunks.mem {
+		// The memory cache answers with a view of one chunk: possibly a
+		// prefix of want, ending at the chunk's end.
+		want = s.expectChunked(offset, maxBytes, minOne, r.cfg.ChunkSize)
+	}
+	if !bytes.Equal(got, want) {
 		t.Fatalf("Read(%d, %d, %v): %d bytes, want %d", offset, maxBytes, minOne, len(got), len(want))
 	}
 	return got
+}
+
+// expectChunked is expect for the memory cache: the batches that lie in
+// the chunk where the first one starts, or the first alone when it
+// straddles two chunks.
+func (s *rtSeg) expectChunked(offset int64, maxBytes int, minOne bool, chunk int64) []byte {
+	var out []byte
+	pos, first := int64(0), int64(-1)
+	for _, b := range s.batches {
+		bpos := pos
+		pos += int64(len(b.b))
+		if b.last < offset {
+			continue
+		}
+		if len(out)+len(b.b) > maxBytes && !(minOne && len(out) == 0) {
+			break
+		}
+		if chunk > 0 {
+			c0, c1 := bpos/chunk, (pos-1)/chunk
+			if first < 0 {
+				first = c0
+				if c1 != c0 {
+					return b.b // straddles: alone
+				}
+			} else if c0 != first || c1 != first {
+				break
+			}
+		}
+		out = append(out, b.b...)
+	}
+	return out
 }
 
 // rtCacheFiles sums the chunk files in dir.
@@ -393,10 +430,11 @@ func TestReaderReadsEveryOffset(t *testing.T) {
 		{"one chunk", 0, 400, 42},
 		{"no index entries", 1024, 0, 100},
 		{"memory cache", 1024, 400, 7},
+		{"memory cache, one chunk", 0, 400, 9}, // answers are views of the chunk
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := ReaderConfig{ChunkSize: tc.chunk, Memory: tc.name == "memory cache"}
-			if cfg.Memory {
+			cfg := ReaderConfig{ChunkSize: tc.chunk, Memory: strings.HasPrefix(tc.name, "memory cache")}
+			if cfg.Memory && tc.chunk > 0 {
 				cfg.CacheBytes = 3 * 1024 // evicts as it goes
 			}
 			e, s := rtSetup(t, rtOptions{base: tc.batchBase, batches: 40, indexInterval: tc.interval}, cfg)
@@ -412,11 +450,42 @@ func TestReaderReadsEveryOffset(t *testing.T) {
 				if ents, _ := os.ReadDir(e.dir); len(ents) != 0 {
 					t.Fatalf("memory cache wrote %d files", len(ents))
 				}
-				if st := e.r.Stats(); st.CacheBytes > 3*1024 {
+				if st := e.r.Stats(); cfg.CacheBytes > 0 && st.CacheBytes > 3*1024 {
 					t.Fatalf("memory cache holds %d bytes, bound 3072", st.CacheBytes)
 				}
 			}
 		})
+	}
+}
+
+// An answer that is a view of a memory chunk must not let an append write
+// into the cache: its capacity ends at its length, and the next reader
+// still sees the segment's bytes. (Callers never write into answers.)
+func TestReaderMemoryViewsAreReadOnly(t *testing.T) {
+	e, s := rtSetup(t, rtOptions{batches: 20, indexInterval: 300}, ReaderConfig{Memory: true})
+	ctx := context.Background()
+	got, err := e.r.Read(ctx, s.ref, s.ref.BaseOffset, 1<<30, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, s.log) {
+		t.Fatalf("read %d bytes, want the whole %d-byte log", len(got), len(s.log))
+	}
+	if cap(got) != len(got) {
+		t.Fatalf("answer has cap %d > len %d: an append would write into the cache", cap(got), len(got))
+	}
+	first := s.batches[0]
+	part, err := e.r.Read(ctx, s.ref, first.base, len(first.b), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(part, first.b) || cap(part) != len(part) {
+		t.Fatalf("first batch: %d bytes cap %d, want %d bytes cap = len", len(part), cap(part), len(first.b))
+	}
+	_ = append(part, bytes.Repeat([]byte{0xEE}, 64)...)
+	again, err := e.r.Read(ctx, s.ref, s.ref.BaseOffset, 1<<30, false)
+	if err != nil || !bytes.Equal(again, s.log) {
+		t.Fatalf("after an append to an answer the reader served %d bytes (%v), want the log", len(again), err)
 	}
 }
 
