@@ -225,9 +225,11 @@ func (r *c2Runner) Rep(ctx context.Context, i int) (Rep, error) {
 		return nil, err
 	}
 	r.cl = cl
+	stopProf := r.env.startProfile(r.bp.b.MetricsAddr, fmt.Sprintf("C2-rep%d", i))
 	c0, t0 := snapshotCPU(r.pids), time.Now()
 	bytes, err := r.consume(ctx)
 	c1, t1 := snapshotCPU(r.pids), time.Now()
+	stopProf()
 	if err != nil {
 		return nil, err
 	}
@@ -299,6 +301,8 @@ func (r *u1Runner) Rep(ctx context.Context, i int) (Rep, error) {
 		return nil, fmt.Errorf("bench: U1: no sealed segments to upload after %d bytes", total)
 	}
 	pids := []int{r.bp.b.PID()}
+	stopProf := r.env.startProfile(r.bp.b.MetricsAddr, fmt.Sprintf("U1-rep%d", i))
+	defer stopProf()
 	c0, t0 := snapshotCPU(pids), time.Now()
 	if err := alterTopicConfig(ctx, r.cl, topic, "remote.storage.enable", "true"); err != nil {
 		return nil, err
