@@ -102,17 +102,26 @@ func TestDockerCompose(t *testing.T) {
 	if err != nil || resp.Err != nil {
 		t.Fatalf("create topic: %v %v", err, resp.Err)
 	}
-	leaders := map[int32]bool{}
-	md, err := adm.Metadata(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range md.Topics[topic].Partitions {
-		leaders[p.Leader] = true
-	}
-	if len(leaders) != 3 {
-		t.Errorf("partitions led by %d brokers, want all 3", len(leaders))
-	}
+	// CreateTopics answers once the topic is in etcd; each broker's
+	// metadata follows its watch a moment later.
+	clientEventually(t, 30*time.Second, "partitions led by all 3 brokers", func() (bool, string) {
+		mctx, c := context.WithTimeout(ctx, 5*time.Second)
+		defer c()
+		md, err := adm.Metadata(mctx, topic)
+		if err != nil {
+			return false, err.Error()
+		}
+		leaders := map[int32]bool{}
+		for _, p := range md.Topics[topic].Partitions {
+			if p.Err == nil && p.Leader >= 0 {
+				leaders[p.Leader] = true
+			}
+		}
+		if n := len(md.Topics[topic].Partitions); n != parts || len(leaders) != 3 {
+			return false, fmt.Sprintf("%d partitions led by %d brokers", n, len(leaders))
+		}
+		return true, ""
+	})
 	tierProduce(t, addr, topic, parts, n)
 	clientEventually(t, 2*time.Minute, "segments uploaded to MinIO", func() (bool, string) {
 		return composeUploaded(t, adm, ctx, topic)
