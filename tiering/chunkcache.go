@@ -54,7 +54,8 @@ type chunk struct {
 	done chan struct{}
 	err  error
 
-	data []byte // the bytes, in a memory cache (set before done closes)
+	data    []byte          // the bytes, in a memory cache (set before done closes)
+	checked []verifiedBatch // batches whose CRC matched as data arrived (memory cache; set before done closes)
 
 	ready bool
 	dead  bool // out of the map; remove the file when refs reaches 0
@@ -139,16 +140,29 @@ var errShortObject = errors.New("object shorter than its manifest")
 
 // write stores the fetched bytes of ch from r (exactly ch.size of them) in
 // its file; the caller then calls finish with the result. A body that ends
-// cleanly before ch.size bytes is errShortObject.
-func (c *chunkCache) write(ch *chunk, r io.Reader) (int64, error) {
+// cleanly before ch.size bytes is errShortObject. In a memory cache, v (if
+// not nil) checks the batches while their bytes are fresh (verify.go).
+func (c *chunkCache) write(ch *chunk, r io.Reader, v *batchVerifier) (int64, error) {
 	if c.mem {
 		buf := make([]byte, ch.size)
-		n, err := io.ReadFull(r, buf)
+		n := 0
+		var err error
+		for n < len(buf) && err == nil {
+			var k int
+			k, err = io.ReadFull(r, buf[n:min(len(buf), n+verifyPiece)])
+			n += k
+			if v != nil && k > 0 {
+				v.feed(buf, n)
+			}
+		}
 		if errors.Is(err, io.ErrUnexpectedEOF) || (err == io.EOF && ch.size > 0) {
 			err = fmt.Errorf("%w: %d of %d bytes", errShortObject, n, ch.size)
 		}
 		if err == nil {
 			ch.data = buf
+			if v != nil {
+				ch.checked = v.ok
+			}
 		}
 		return int64(n), err
 	}
@@ -177,6 +191,10 @@ func (c *chunkCache) write(ch *chunk, r io.Reader) (int64, error) {
 	}
 	return n, err
 }
+
+// verifyPiece is how much of a memory chunk arrives between verifier
+// steps: small enough that the bytes are still in the CPU's caches.
+const verifyPiece = 256 << 10
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 

@@ -741,31 +741,40 @@ func TestReaderCorruption(t *testing.T) {
 		}, 0, false},
 		{"index of odd size", withManifest(func(m *Manifest) { m.OffsetIndex.Len -= 3 }), 0, false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			st := rtNewStore(t)
-			o := rtOptions{batches: 12, indexInterval: 300}
-			s := rtBuild(t, o)
-			o.mutate = tc.mutate(s)
-			rtUpload(t, st, s, o)
-			r := rtNewReader(t, st, ReaderConfig{ChunkSize: 1024})
-			off := s.batches[tc.batch].base
-			for try := 0; try < 2; try++ { // the second read meets the cached chunks
-				got, err := r.Read(context.Background(), s.ref, off, 1<<20, true)
-				if !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnavailable) || errors.Is(err, remote.ErrNotFound) {
-					t.Fatalf("read %d at offset %d: (%d bytes, %v), want ErrCorrupt only", try, off, len(got), err)
+		for _, cache := range []struct {
+			name string
+			cfg  ReaderConfig
+		}{
+			{"disk", ReaderConfig{ChunkSize: 1024}},
+			{"memory", ReaderConfig{ChunkSize: 1024, Memory: true}},
+			{"memory one chunk", ReaderConfig{Memory: true}}, // batches verified as they arrive
+		} {
+			t.Run(cache.name+"/"+tc.name, func(t *testing.T) {
+				st := rtNewStore(t)
+				o := rtOptions{batches: 12, indexInterval: 300}
+				s := rtBuild(t, o)
+				o.mutate = tc.mutate(s)
+				rtUpload(t, st, s, o)
+				r := rtNewReader(t, st, cache.cfg)
+				off := s.batches[tc.batch].base
+				for try := 0; try < 2; try++ { // the second read meets the cached chunks
+					got, err := r.Read(context.Background(), s.ref, off, 1<<20, true)
+					if !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnavailable) || errors.Is(err, remote.ErrNotFound) {
+						t.Fatalf("read %d at offset %d: (%d bytes, %v), want ErrCorrupt only", try, off, len(got), err)
+					}
+					if got != nil {
+						t.Fatalf("corrupt read returned %d bytes", len(got))
+					}
 				}
-				if got != nil {
-					t.Fatalf("corrupt read returned %d bytes", len(got))
+				if tc.okPrev {
+					prev := s.batches[tc.batch-1]
+					got, err := r.Read(context.Background(), s.ref, prev.base, len(prev.b), true)
+					if err != nil || !bytes.Equal(got, prev.b) {
+						t.Fatalf("batch before the damage: (%d bytes, %v)", len(got), err)
+					}
 				}
-			}
-			if tc.okPrev {
-				prev := s.batches[tc.batch-1]
-				got, err := r.Read(context.Background(), s.ref, prev.base, len(prev.b), true)
-				if err != nil || !bytes.Equal(got, prev.b) {
-					t.Fatalf("batch before the damage: (%d bytes, %v)", len(got), err)
-				}
-			}
-		})
+			})
+		}
 	}
 }
 
