@@ -253,7 +253,10 @@ func (f *replicaFetcher) dial(ctx context.Context) (*replicaConn, error) {
 	var addr string
 	for _, b := range f.s.liveBrokers(ctx) {
 		if b.ID == f.key.leader {
-			addr = net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port)))
+			addr = b.ReplicaAddr
+			if addr == "" {
+				addr = net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port)))
+			}
 		}
 	}
 	if addr == "" {

@@ -362,7 +362,8 @@ func (s *Server) applyRole(p *partition, st coordinator.PartitionState) {
 // fenceOnLeaseLoss watches this broker's etcd registration: once its lease
 // is lost, every partition it leads stops acknowledging writes in its
 // current leader epoch (invariant 6: fenced, not obeyed). A later epoch in
-// which it leads again lifts the fence.
+// which it leads again lifts the fence. Then it registers the broker again
+// (rejoin), as a restarted broker would.
 func (s *Server) fenceOnLeaseLoss(ctx context.Context) {
 	var seen <-chan struct{}
 	t := time.NewTicker(time.Second)
@@ -382,6 +383,7 @@ func (s *Server) fenceOnLeaseLoss(ctx context.Context) {
 					}
 				}
 				s.log.Error("etcd lease lost: no longer acknowledging writes as leader", "partitions", n)
+				s.rejoin(ctx)
 				continue
 			case <-ctx.Done():
 				return
@@ -395,4 +397,63 @@ func (s *Server) fenceOnLeaseLoss(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// brokerInfo is this broker's registration in etcd.
+func (s *Server) brokerInfo() coordinator.BrokerInfo {
+	return coordinator.BrokerInfo{ID: s.opts.BrokerID, Host: s.advHost, Port: s.advPort, Rack: s.cfg.Rack, DirID: s.opts.DirID, ReplicaAddr: s.opts.AdvertiseReplicas}
+}
+
+// rejoin registers this broker again after its lease was lost (a process
+// frozen or cut off from etcd longer than the lease TTL), retrying until
+// it succeeds or ctx ends. Without it the broker would stay out of the
+// registry for good while still serving: missing from Metadata, never
+// controller, never elected leader or given its preferred leadership back,
+// refusing to coordinate groups. The controller has meanwhile elected new
+// leaders for what it led; should the broker register again before the
+// controller noticed it was gone, a partition etcd still shows it leading,
+// in the epoch it is fenced in, would stay fenced for good — so each such
+// partition gets a new leader epoch (compare-and-swap on the partition
+// epoch, leader and ISR kept: nobody else led in between), which lifts the
+// fence and ends any write of the old epoch still waiting for replication.
+func (s *Server) rejoin(ctx context.Context) {
+	for attempt := 1; ; attempt++ {
+		err := s.store.RegisterBroker(ctx, s.brokerInfo())
+		if err == nil {
+			s.log.Info("registered again after the lost lease", "broker", s.opts.BrokerID, "attempts", attempt)
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("register again after the lost lease; retrying", "err", err, "retry_in", controllerRetry)
+		sleepOrDone(ctx, controllerRetry)
+	}
+	self := s.opts.BrokerID
+	for _, t := range s.allTopics() {
+		s.mu.RLock()
+		states, parts := slices.Clone(t.states), slices.Clone(t.parts)
+		s.mu.RUnlock()
+		for i, st := range states {
+			if st.Leader != self || parts[i] == nil || !parts[i].fenced() {
+				continue
+			}
+			s.changePartition(ctx, t.name, t.id, st, func(cur coordinator.PartitionState) (coordinator.PartitionState, string, bool) {
+				next, ok := rejoinMove(cur, self)
+				return next, "new epoch after the lost lease", ok
+			})
+		}
+	}
+}
+
+// rejoinMove is the rule of rejoin for one partition (a pure function): a
+// partition self still leads gets the next leader epoch with leader and ISR
+// kept; ok=false when another broker leads it (the controller moved it).
+func rejoinMove(st coordinator.PartitionState, self int32) (coordinator.PartitionState, bool) {
+	if st.Leader != self {
+		return st, false
+	}
+	next := cloneState(st)
+	next.LeaderEpoch, next.PartitionEpoch = st.LeaderEpoch+1, st.PartitionEpoch+1
+	return next, true
 }

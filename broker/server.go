@@ -27,6 +27,9 @@ type Options struct {
 	DirID     string   // identity of the data directory (see coordinator.BrokerInfo.DirID)
 	Listen    []string // host:port to bind; every one serves the same broker
 	Advertise string   // host:port clients are told to use
+	// AdvertiseReplicas is the host:port other brokers' replica fetchers
+	// dial; "" = Advertise (see coordinator.BrokerInfo.ReplicaAddr).
+	AdvertiseReplicas string
 	DataDir   string   // partition logs live in DataDir/logs
 	Config    BrokerConfig
 	Store     *coordinator.Store
@@ -109,6 +112,11 @@ func New(opts Options) (*Server, error) {
 	host, port, err := splitHostPort(opts.Advertise)
 	if err != nil {
 		return nil, fmt.Errorf("broker: advertise address %q: %w", opts.Advertise, err)
+	}
+	if opts.AdvertiseReplicas != "" {
+		if _, _, err := splitHostPort(opts.AdvertiseReplicas); err != nil {
+			return nil, fmt.Errorf("broker: replica address %q: %w", opts.AdvertiseReplicas, err)
+		}
 	}
 	reg := opts.Registry
 	if reg == nil {
@@ -194,8 +202,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.listeners = append(s.listeners, ln)
 	}
-	info := coordinator.BrokerInfo{ID: s.opts.BrokerID, Host: s.advHost, Port: s.advPort, Rack: s.cfg.Rack, DirID: s.opts.DirID}
-	if err := s.store.RegisterBroker(ctx, info); err != nil {
+	if err := s.store.RegisterBroker(ctx, s.brokerInfo()); err != nil {
 		s.closeListeners()
 		return fmt.Errorf("broker: register broker %d: %w", s.opts.BrokerID, err)
 	}

@@ -26,6 +26,11 @@ type BrokerInfo struct {
 	// refused. The caller guarantees one process per data directory (a
 	// lock). A different DirID under the same ID is a real conflict.
 	DirID string
+	// ReplicaAddr is the host:port other brokers' replica fetchers dial,
+	// when it differs from Host:Port (the address clients are told): in a
+	// container network the advertised address is the host's, useless from
+	// a neighbouring container. Empty = Host:Port.
+	ReplicaAddr string
 }
 
 // brokerRecord is the JSON value at <prefix>/brokers/<id>.
@@ -35,6 +40,8 @@ type brokerRecord struct {
 	Port  int32  `json:"port"`
 	Rack  string `json:"rack,omitempty"`
 	DirID string `json:"dir_id,omitempty"`
+
+	ReplicaAddr string `json:"replica_addr,omitempty"`
 }
 
 // registration is this Store's broker registration.

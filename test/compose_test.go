@@ -96,7 +96,9 @@ func TestDockerCompose(t *testing.T) {
 		return true, ""
 	})
 	const topic, parts, n = "compose", 6, 5000
-	resp, err := adm.CreateTopic(ctx, parts, 1, map[string]*string{
+	// RF=3: the brokers replicate to each other over the compose network
+	// (--advertise-replicas), while clients use the host's ports.
+	resp, err := adm.CreateTopic(ctx, parts, 3, map[string]*string{
 		"segment.bytes": kstr("65536"), "local.retention.bytes": kstr("65536"),
 	}, topic)
 	if err != nil || resp.Err != nil {
@@ -123,6 +125,20 @@ func TestDockerCompose(t *testing.T) {
 		return true, ""
 	})
 	tierProduce(t, addr, topic, parts, n)
+	clientEventually(t, time.Minute, "every partition's ISR holds all 3 replicas", func() (bool, string) {
+		mctx, c := context.WithTimeout(ctx, 5*time.Second)
+		defer c()
+		md, err := adm.Metadata(mctx, topic)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, p := range md.Topics[topic].Partitions {
+			if len(p.ISR) != 3 {
+				return false, fmt.Sprintf("partition %d ISR %v", p.Partition, p.ISR)
+			}
+		}
+		return true, ""
+	})
 	clientEventually(t, 2*time.Minute, "segments uploaded to MinIO", func() (bool, string) {
 		return composeUploaded(t, adm, ctx, topic)
 	})

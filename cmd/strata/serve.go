@@ -33,6 +33,7 @@ type serveOptions struct {
 	dataDir       string
 	listen        string
 	advertise     string
+	advertiseRepl string
 	brokerID      int
 	etcdEndpoints string
 	etcdListen    string
@@ -49,6 +50,7 @@ func serve(args []string) int {
 	fs.StringVar(&o.dataDir, "data-dir", "./strata-data", "directory for partition logs (and the embedded etcd)")
 	fs.StringVar(&o.listen, "listen", defaultListen, "comma-separated host:port addresses to serve Kafka on")
 	fs.StringVar(&o.advertise, "advertise", "", "host:port clients are told to connect to (default: the first listen address)")
+	fs.StringVar(&o.advertiseRepl, "advertise-replicas", "", "host:port other brokers' replica fetchers connect to, when it differs from --advertise (e.g. a container's name in a compose network); default: the advertised address")
 	fs.IntVar(&o.brokerID, "broker-id", 1, "this broker's id, unique in the cluster")
 	fs.StringVar(&o.etcdEndpoints, "etcd-endpoints", "", "comma-separated etcd client URLs; empty = start an embedded etcd in the data directory")
 	fs.StringVar(&o.etcdListen, "etcd-listen", "", "client address of the embedded etcd (default: 127.0.0.1 on a free port)")
@@ -154,16 +156,17 @@ func run(o serveOptions, cfg broker.BrokerConfig, logger *slog.Logger) error {
 		defer tier.Close()
 	}
 	srv, err := broker.New(broker.Options{
-		Tiering:   tier,
-		BrokerID:  int32(o.brokerID),
-		DirID:     dirID,
-		Listen:    listen,
-		Advertise: o.advertise,
-		DataDir:   o.dataDir,
-		Config:    cfg,
-		Store:     store,
-		Logger:    logger,
-		Registry:  reg,
+		Tiering:           tier,
+		BrokerID:          int32(o.brokerID),
+		DirID:             dirID,
+		Listen:            listen,
+		Advertise:         o.advertise,
+		AdvertiseReplicas: o.advertiseRepl,
+		DataDir:           o.dataDir,
+		Config:            cfg,
+		Store:             store,
+		Logger:            logger,
+		Registry:          reg,
 	})
 	if err != nil {
 		return err
