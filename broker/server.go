@@ -30,11 +30,11 @@ type Options struct {
 	// AdvertiseReplicas is the host:port other brokers' replica fetchers
 	// dial; "" = Advertise (see coordinator.BrokerInfo.ReplicaAddr).
 	AdvertiseReplicas string
-	DataDir   string   // partition logs live in DataDir/logs
-	Config    BrokerConfig
-	Store     *coordinator.Store
-	Logger    *slog.Logger
-	Registry  prometheus.Registerer // nil = a private registry
+	DataDir           string // partition logs live in DataDir/logs
+	Config            BrokerConfig
+	Store             *coordinator.Store
+	Logger            *slog.Logger
+	Registry          prometheus.Registerer // nil = a private registry
 	// Tiering is the remote tier's manager; nil = no remote tier. The
 	// server runs it and serves cold fetches through it.
 	Tiering *tiering.Manager
