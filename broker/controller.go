@@ -129,7 +129,7 @@ func (s *Server) controllerLoop(ctx context.Context) {
 	defer func() { <-done }()
 	self := s.opts.BrokerID
 	for ctx.Err() == nil {
-		lost, err := s.store.Campaign(ctx, self)
+		term, err := s.store.CampaignTerm(ctx, self)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("controller campaign failed; retrying", "err", err, "retry_in", controllerRetry)
@@ -141,7 +141,7 @@ func (s *Server) controllerLoop(ctx context.Context) {
 		s.ctrl.active.Store(true)
 		s.ctrl.id.Store(self)
 		s.ctrl.known.Store(true)
-		s.runController(ctx, lost)
+		s.runController(ctx, term)
 		s.ctrl.active.Store(false)
 		// Resign (a no-op when the key is already gone) so that another
 		// broker takes over at once rather than after the lease TTL.
@@ -175,7 +175,8 @@ func sleepOrDone(ctx context.Context, d time.Duration) {
 }
 
 // runController is the controller's work while it holds the key.
-func (s *Server) runController(parent context.Context, lost <-chan struct{}) {
+func (s *Server) runController(parent context.Context, term coordinator.ControllerTerm) {
+	lost := term.Lost
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	brokersCh := s.store.WatchBrokers(ctx)
@@ -219,14 +220,14 @@ func (s *Server) runController(parent context.Context, lost <-chan struct{}) {
 			preferred = rebalance
 		}
 		if haveB && haveT {
-			s.reconcile(ctx, topics, live, preferred)
+			s.reconcile(ctx, term, topics, live, preferred)
 		}
 	}
 }
 
 // reconcile elects leaders where the leader is not live and, when asked,
 // restores preferred leaders.
-func (s *Server) reconcile(ctx context.Context, topics []coordinator.Topic, live map[int32]bool, preferred bool) {
+func (s *Server) reconcile(ctx context.Context, term coordinator.ControllerTerm, topics []coordinator.Topic, live map[int32]bool, preferred bool) {
 	for _, t := range topics {
 		unclean := s.uncleanElection(t)
 		for _, st := range t.Partitions {
@@ -245,7 +246,7 @@ func (s *Server) reconcile(ctx context.Context, topics []coordinator.Topic, live
 				return coordinator.PartitionState{}, "", false
 			}
 			if _, _, ok := decide(st); ok {
-				s.changePartition(ctx, t.Name, t.ID, st, decide)
+				s.changePartition(ctx, &term, t.Name, t.ID, st, decide)
 			}
 		}
 	}
@@ -262,14 +263,21 @@ func (s *Server) uncleanElection(t coordinator.Topic) bool {
 // changePartition applies decide to the partition's state with a CAS on its
 // partition epoch; on a lost CAS it re-reads the partition and decides
 // again, at most casAttempts times. It reports whether a change was written.
-func (s *Server) changePartition(ctx context.Context, topic string, id [16]byte, cur coordinator.PartitionState,
+// With a controller term (the controller's own decisions) the write is
+// also fenced on that term: a deposed controller's write is refused.
+func (s *Server) changePartition(ctx context.Context, term *coordinator.ControllerTerm, topic string, id [16]byte, cur coordinator.PartitionState,
 	decide func(coordinator.PartitionState) (coordinator.PartitionState, string, bool)) bool {
 	for attempt := 0; attempt < casAttempts; attempt++ {
 		next, why, ok := decide(cur)
 		if !ok {
 			return false
 		}
-		err := s.store.UpdatePartitionFenced(ctx, topic, id, next, cur.PartitionEpoch)
+		var err error
+		if term != nil {
+			err = s.store.UpdatePartitionAsController(ctx, *term, topic, id, next, cur.PartitionEpoch)
+		} else {
+			err = s.store.UpdatePartitionFenced(ctx, topic, id, next, cur.PartitionEpoch)
+		}
 		if err == nil {
 			s.log.Info("partition leadership changed", "topic", topic, "partition", next.Partition, "reason", why,
 				"leader", next.Leader, "previous_leader", cur.Leader, "leader_epoch", next.LeaderEpoch,
@@ -428,7 +436,7 @@ func (s *Server) controlledShutdown() {
 				next, ok := shutdownMove(cur, self, live)
 				return next, "controlled shutdown", ok
 			}
-			changed := s.changePartition(ctx, t.name, t.id, st, decide)
+			changed := s.changePartition(ctx, nil, t.name, t.id, st, decide)
 			switch {
 			case changed && led:
 				moved++

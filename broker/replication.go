@@ -438,7 +438,7 @@ func (s *Server) rejoin(ctx context.Context) {
 			if st.Leader != self || parts[i] == nil || !parts[i].fenced() {
 				continue
 			}
-			s.changePartition(ctx, t.name, t.id, st, func(cur coordinator.PartitionState) (coordinator.PartitionState, string, bool) {
+			s.changePartition(ctx, nil, t.name, t.id, st, func(cur coordinator.PartitionState) (coordinator.PartitionState, string, bool) {
 				next, ok := rejoinMove(cur, self)
 				return next, "new epoch after the lost lease", ok
 			})

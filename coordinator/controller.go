@@ -37,20 +37,37 @@ const (
 // registered broker of this Store, ErrUnavailable when the registration is
 // lost or the Store closed, a context error when ctx ends first.
 func (s *Store) Campaign(ctx context.Context, brokerID int32) (lost <-chan struct{}, err error) {
+	term, err := s.CampaignTerm(ctx, brokerID)
+	if err != nil {
+		return nil, err
+	}
+	return term.Lost, nil
+}
+
+// ControllerTerm is one tenure as controller: the controller key's create
+// revision, which fences the controller's writes (UpdatePartitionAsController),
+// and the channel closed when the tenure ends.
+type ControllerTerm struct {
+	Revision int64
+	Lost     <-chan struct{}
+}
+
+// CampaignTerm is Campaign returning the term won, for fenced writes.
+func (s *Store) CampaignTerm(ctx context.Context, brokerID int32) (ControllerTerm, error) {
 	op := fmt.Sprintf("campaign for controller as broker %d", brokerID)
 	reg, err := s.registrationOf(op, brokerID)
 	if err != nil {
-		return nil, err
+		return ControllerTerm{}, err
 	}
 	key, val := s.keys.controller(), strconv.FormatInt(int64(brokerID), 10)
 	backoff := campaignBackoffMin
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("%s: %w", op, err)
+			return ControllerTerm{}, fmt.Errorf("%s: %w", op, err)
 		}
 		select {
 		case <-reg.lost:
-			return nil, fmt.Errorf("%s: %w: broker registration lost", op, ErrUnavailable)
+			return ControllerTerm{}, fmt.Errorf("%s: %w: broker registration lost", op, ErrUnavailable)
 		default:
 		}
 		tctx, cancel := s.opCtx(ctx)
@@ -63,7 +80,7 @@ func (s *Store) Campaign(ctx context.Context, brokerID int32) (lost <-chan struc
 		if err != nil {
 			cerr := s.classify(op, tctx, err)
 			if !errors.Is(cerr, ErrUnavailable) || s.ctx.Err() != nil {
-				return nil, cerr
+				return ControllerTerm{}, cerr
 			}
 			s.log.Warn("controller campaign: etcd unavailable, retrying", "broker", brokerID, "err", err, "backoff", backoff)
 			if !sleepCtx(ctx, reg.lost, backoff) {
@@ -76,7 +93,7 @@ func (s *Store) Campaign(ctx context.Context, brokerID int32) (lost <-chan struc
 		if resp.Succeeded {
 			createRev := resp.Header.Revision
 			s.log.Info("elected controller", "broker", brokerID, "revision", createRev)
-			return s.holdController(op, reg, key, createRev)
+			return s.term(op, reg, key, createRev)
 		}
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 {
@@ -85,13 +102,21 @@ func (s *Store) Campaign(ctx context.Context, brokerID int32) (lost <-chan struc
 		kv := kvs[0]
 		if kv.Lease == int64(reg.lease) {
 			// Already ours (a second Campaign of the same broker).
-			return s.holdController(op, reg, key, kv.CreateRevision)
+			return s.term(op, reg, key, kv.CreateRevision)
 		}
 		s.log.Debug("controller campaign: waiting for the current controller to go", "broker", brokerID, "controller", string(kv.Value))
 		if err := s.waitDeleted(ctx, reg, key, kv.ModRevision); err != nil {
-			return nil, fmt.Errorf("%s: %w", op, err)
+			return ControllerTerm{}, fmt.Errorf("%s: %w", op, err)
 		}
 	}
+}
+
+func (s *Store) term(op string, reg *registration, key string, createRev int64) (ControllerTerm, error) {
+	lost, err := s.holdController(op, reg, key, createRev)
+	if err != nil {
+		return ControllerTerm{}, err
+	}
+	return ControllerTerm{Revision: createRev, Lost: lost}, nil
 }
 
 // registrationOf returns this Store's live registration of brokerID.

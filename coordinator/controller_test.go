@@ -3,6 +3,7 @@ package coordinator_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -238,5 +239,60 @@ func TestWatchController(t *testing.T) {
 	next(-1)
 	cancel()
 	for range ch { // drains, then closes
+	}
+}
+
+// A controller's partition writes are fenced on its term: once another
+// broker holds the controller key, the old term's write is refused with
+// ErrNotController and the partition is unchanged; the new term's writes
+// go through.
+func TestControllerWritesFencedOnTerm(t *testing.T) {
+	eps := etcdtest.Start(t)
+	ctx := testCtx(t)
+	s1, s2 := registeredCtl(t, eps, 1), registeredCtl(t, eps, 2)
+	tp := mkTopic("fenced", 1, 1, 2)
+	if err := s1.CreateTopic(ctx, tp); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s1.Topic(ctx, "fenced")
+	st := got.Partitions[0]
+	move := func(cur coordinator.PartitionState, leader int32) coordinator.PartitionState {
+		cur.Replicas, cur.ISR = slices.Clone(cur.Replicas), slices.Clone(cur.ISR)
+		cur.Leader = leader
+		cur.LeaderEpoch++
+		cur.PartitionEpoch++
+		return cur
+	}
+
+	term1, err := s1.CampaignTerm(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st1 := move(st, 2)
+	if err := s1.UpdatePartitionAsController(ctx, term1, "fenced", got.ID, st1, st.PartitionEpoch); err != nil {
+		t.Fatalf("write in the current term: %v", err)
+	}
+	// Broker 1 resigns (as if its lease lapsed); broker 2 is elected.
+	if err := s1.Resign(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	term2, err := s2.CampaignTerm(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if term2.Revision == term1.Revision {
+		t.Fatalf("new term has the old revision %d", term1.Revision)
+	}
+	stale := move(st1, 1)
+	err = s1.UpdatePartitionAsController(ctx, term1, "fenced", got.ID, stale, st1.PartitionEpoch)
+	if !errors.Is(err, coordinator.ErrNotController) {
+		t.Fatalf("deposed controller's write: %v, want ErrNotController", err)
+	}
+	now, _ := s2.Topic(ctx, "fenced")
+	if p := now.Partitions[0]; p.Leader != 2 || p.PartitionEpoch != st1.PartitionEpoch {
+		t.Fatalf("partition after the refused write: leader %d epoch %d, want leader 2 epoch %d", p.Leader, p.PartitionEpoch, st1.PartitionEpoch)
+	}
+	if err := s2.UpdatePartitionAsController(ctx, term2, "fenced", got.ID, stale, st1.PartitionEpoch); err != nil {
+		t.Fatalf("the new controller's write: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -446,7 +447,24 @@ func (s *Store) UpdatePartitionFenced(ctx context.Context, topic string, topicID
 	return s.updatePartition(ctx, topic, &topicID, p, expectedPartitionEpoch)
 }
 
+// UpdatePartitionAsController is UpdatePartitionFenced for the controller:
+// the write also requires the controller key to be the one of term, so a
+// deposed controller (its lease lapsed while it was paused or cut off, and
+// another broker was elected) is refused with ErrNotController instead of
+// acting on its stale view of the cluster (DESIGN.md invariant 6).
+func (s *Store) UpdatePartitionAsController(ctx context.Context, term ControllerTerm, topic string, topicID [16]byte, p PartitionState, expectedPartitionEpoch int32) error {
+	return s.updatePartitionGuarded(ctx, topic, &topicID, p, expectedPartitionEpoch, &term)
+}
+
+// ErrNotController: a controller write was refused because the writer's
+// controller term is over.
+var ErrNotController = errors.New("coordinator: fenced: no longer the controller")
+
 func (s *Store) updatePartition(ctx context.Context, topic string, topicID *[16]byte, p PartitionState, expectedPartitionEpoch int32) error {
+	return s.updatePartitionGuarded(ctx, topic, topicID, p, expectedPartitionEpoch, nil)
+}
+
+func (s *Store) updatePartitionGuarded(ctx context.Context, topic string, topicID *[16]byte, p PartitionState, expectedPartitionEpoch int32, term *ControllerTerm) error {
 	op := fmt.Sprintf("update partition %s-%d", topic, p.Partition)
 	if p.PartitionEpoch != expectedPartitionEpoch+1 {
 		return fmt.Errorf("%s: %w: new partition epoch %d is not %d+1", op, ErrConflict, p.PartitionEpoch, expectedPartitionEpoch)
@@ -474,17 +492,27 @@ func (s *Store) updatePartition(ctx context.Context, topic string, topicID *[16]
 		if pmod != 0 {
 			pcmp = clientv3.Compare(clientv3.ModRevision(pkey), "=", pmod)
 		}
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(tkey), "=", createRev), pcmp}
+		var orElse []clientv3.Op
+		if term != nil {
+			ckey := s.keys.controller()
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(ckey), "=", term.Revision))
+			orElse = append(orElse, clientv3.OpGet(ckey))
+		}
 		tctx, cancel := s.opCtx(ctx)
-		resp, err := s.cli.Txn(tctx).
-			If(clientv3.Compare(clientv3.CreateRevision(tkey), "=", createRev), pcmp).
-			Then(clientv3.OpPut(pkey, string(val))).
-			Commit()
+		resp, err := s.cli.Txn(tctx).If(cmps...).Then(clientv3.OpPut(pkey, string(val))).Else(orElse...).Commit()
 		cancel()
 		if err != nil {
 			return s.classify(op, tctx, err)
 		}
 		if resp.Succeeded {
 			return nil
+		}
+		if term != nil {
+			kvs := resp.Responses[0].GetResponseRange().Kvs
+			if len(kvs) == 0 || kvs[0].CreateRevision != term.Revision {
+				return fmt.Errorf("%s: %w (term of revision %d)", op, ErrNotController, term.Revision)
+			}
 		}
 		// Lost to a concurrent write: re-read and decide again.
 	}
