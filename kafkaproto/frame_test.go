@@ -126,6 +126,35 @@ func TestReadFrameLargeAnnouncedSizeAllocatesWhatArrives(t *testing.T) {
 	}
 }
 
+// Past the first step, memory stays within frameGrowFactor of what arrived,
+// and a large frame is not copied over and over on its way in.
+func TestReadFrameGrowthBounds(t *testing.T) {
+	// 1 MiB + 10 bytes of a 100 MiB frame, then the peer hangs up.
+	torn := append(sizePrefix(DefaultMaxRequestBytes), make([]byte, frameGrowStep+10)...)
+	var err error
+	n := bytesAllocated(func() {
+		_, err = ReadFrame(bytes.NewReader(torn), DefaultMaxRequestBytes, nil)
+	})
+	if err != io.ErrUnexpectedEOF {
+		t.Fatalf("err = %v, want io.ErrUnexpectedEOF", err)
+	}
+	if limit := uint64((1+frameGrowFactor)*frameGrowStep + 64<<10); n > limit {
+		t.Fatalf("torn frame after %d bytes allocated %d bytes, over %d", frameGrowStep+10, n, limit)
+	}
+	// A whole 6 MiB frame: one step, then its full size — not the 15 MiB
+	// that doubling allocates.
+	whole := frameOf(make([]byte, 6*frameGrowStep))
+	n = bytesAllocated(func() {
+		_, err = ReadFrame(bytes.NewReader(whole), DefaultMaxRequestBytes, nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limit := uint64(7*frameGrowStep + 64<<10); n > limit {
+		t.Fatalf("6 MiB frame allocated %d bytes, over %d", n, limit)
+	}
+}
+
 func TestReadFrameLargeFrameGrows(t *testing.T) {
 	payload := make([]byte, 5*frameGrowStep+123)
 	for i := range payload {
