@@ -24,6 +24,20 @@ import (
 // producers that pipeline at full depth from ever blocking here.
 const maxInFlight = 32
 
+// Produce frames are reused for later frames of the same connection once
+// their request is handled: the produce handler copies the record batches
+// into the log (a write to the page cache) and keeps no reference to the
+// frame — its strings were copied when decoded, and a deferred acks=all
+// answer needs only the request's version. Other requests are never
+// recycled: their handlers may keep slices of the frame (group member
+// metadata and assignments). At most two buffers per connection, each at
+// most recycleMaxBytes, are held.
+const (
+	produceKey      = 0
+	recycleMinBytes = 64 << 10
+	recycleMaxBytes = 16 << 20
+)
+
 // deferredResponse is a response whose contents are final only once done is
 // closed: an acks=all Produce whose partitions are appended and now wait for
 // their high watermarks. The connection keeps reading and handling later
@@ -69,11 +83,19 @@ func (s *Server) serveConn(nc net.Conn) {
 
 	frames := make(chan []byte, 1)
 	readErr := make(chan error, 1)
+	// Produce frames are recycled (see recycleFrame): a saturating producer
+	// otherwise costs an allocation, and the zeroing of it, per request.
+	free := make(chan []byte, 2)
 	go func() {
 		defer close(frames)
 		br := bufio.NewReaderSize(nc, 64<<10)
 		for {
-			f, err := kafkaproto.ReadFrame(br, s.cfg.SocketRequestMaxBytes, nil)
+			var buf []byte
+			select {
+			case buf = <-free:
+			default:
+			}
+			f, err := kafkaproto.ReadFrame(br, s.cfg.SocketRequestMaxBytes, buf)
 			if err != nil {
 				readErr <- err
 				return
@@ -105,6 +127,13 @@ loop:
 		resp, hdr, ok := s.handleFrame(ctx, rc, f)
 		if !ok {
 			break
+		}
+		if hdr.APIKey == produceKey && cap(f) >= recycleMinBytes && cap(f) <= recycleMaxBytes {
+			// The produce handler is done with the frame (recycleFrame).
+			select {
+			case free <- f[:0]:
+			default:
+			}
 		}
 		if resp == nil { // Produce with acks=0: no response at all.
 			continue
