@@ -12,6 +12,12 @@ import (
 // a 6-partition topic, runs p1Clients saturating producers, and counts the
 // value bytes acknowledged in the measured window (after the warm-up).
 // Broker CPU is read from /proc/<pid>/stat at the window's edges.
+//
+// The topic is not tiered (remote.storage.enable=false): P1 measures the
+// produce path against the disk, and the embedded default remote tier is a
+// directory on that same disk — uploading every sealed segment to it would
+// write each byte twice to the device D_fsync measures, which no deployment
+// with a real object store does. Uploads have their own benchmark, U1.
 
 const (
 	p1Partitions = 6
@@ -50,14 +56,16 @@ func (r *p1Runner) Rep(ctx context.Context, i int) (Rep, error) {
 		return nil, err
 	}
 	const topic = "bench-p1"
-	_, err = createTopic(ctx, admin, topic, p1Partitions, 1, nil)
+	_, err = createTopic(ctx, admin, topic, p1Partitions, 1, map[string]string{"remote.storage.enable": "false"})
 	admin.Close()
 	if err != nil {
 		return nil, err
 	}
 
+	stopProf := r.env.startProfile(bp.b.MetricsAddr, fmt.Sprintf("P1-%s-rep%d", r.codec, i))
 	rep, err := measureProduce(ctx, loadParams{addr: bp.b.Addr, topic: topic, partitions: p1Partitions,
 		clients: p1Clients, codec: r.codec}, r.recs, []int{bp.b.PID()}, opts.Warmup, opts.Duration)
+	stopProf()
 	if aerr := bp.alive(); aerr != nil {
 		return rep, aerr
 	}

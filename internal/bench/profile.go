@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// profileEnv names a directory: when set, a repetition of C2, U1 or M1 saves a
+// profileEnv names a directory: when set, a repetition of P1, C2, U1 or M1 saves a
 // CPU profile of its broker (/debug/pprof/profile on the metrics listener)
 // there, for looking at where the time of a figure goes. Off by default:
 // profiling costs a few per cent.
