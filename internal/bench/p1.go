@@ -9,8 +9,9 @@ import (
 // P1: produce to one broker (RF=1, acks=1) as fast as it takes it.
 //
 // Each repetition starts a fresh broker on a fresh data directory, creates
-// a 6-partition topic, runs p1Clients saturating producers, and counts the
-// value bytes acknowledged in the measured window (after the warm-up).
+// a 6-partition topic, runs p1Clients saturating producers sending
+// prebuilt batches (rawload.go), and counts the value bytes acknowledged in
+// the measured window (after the warm-up).
 // Broker CPU is read from /proc/<pid>/stat at the window's edges.
 //
 // The topic is not tiered (remote.storage.enable=false): P1 measures the
@@ -24,6 +25,10 @@ const (
 	p1Clients    = 3
 	p1Records    = 4096 // distinct records generated up front (4 MiB)
 )
+
+// p1Shown are the figures of P1's rows: mb_s counts record value bytes
+// acknowledged (the goal's figure), wire_mb_s the batch bytes stored.
+var p1Shown = []string{FigMBps, FigWireMBps, FigMBperCPU, FigRatio}
 
 type p1Runner struct {
 	env   *Env
@@ -63,7 +68,7 @@ func (r *p1Runner) Rep(ctx context.Context, i int) (Rep, error) {
 	}
 
 	stopProf := r.env.startProfile(bp.b.MetricsAddr, fmt.Sprintf("P1-%s-rep%d", r.codec, i))
-	rep, err := measureProduce(ctx, loadParams{addr: bp.b.Addr, topic: topic, partitions: p1Partitions,
+	rep, err := measureProduceRaw(ctx, loadParams{addr: bp.b.Addr, topic: topic, partitions: p1Partitions,
 		clients: p1Clients, codec: r.codec}, r.recs, []int{bp.b.PID()}, opts.Warmup, opts.Duration)
 	stopProf()
 	if aerr := bp.alive(); aerr != nil {
