@@ -57,6 +57,7 @@ var Settings = sortSettings([]Setting{
 	{"replica.lag.time.max.ms", "30000", "a follower that has not caught up with the leader's log end for this long leaves the ISR", intRange(1, math.MaxInt32)},
 	{"remote.fetch.max.wait.ms", "500", "longest a fetch waits for remote (cold) reads before answering without them", intRange(1, math.MaxInt32)},
 	{"remote.log.chunk.cache.size.bytes", "268435456", "bound of the chunk cache of remote segment data", intRange(1<<20, math.MaxInt64)},
+	{"producer.id.expiration.ms", "86400000", "an idempotent producer idle this long is forgotten by each partition (its next batch not at sequence 0 gets UNKNOWN_PRODUCER_ID); -1 never", intRange(-1, math.MaxInt64)},
 	{"remote.log.chunk.cache.type", "memory", "where cached remote chunks live: memory, or disk (files under <data-dir>/remote-cache, emptied at start)", oneOf("memory", "disk")},
 	{"remote.log.chunk.size.bytes", "8388608", "size of one ranged GET of remote segment data", intRange(64<<10, 1<<30)},
 	{"remote.log.index.file.cache.total.size.bytes", "67108864", "memory cache of remote manifests and indexes", intRange(1<<20, math.MaxInt64)},
@@ -80,6 +81,7 @@ type BrokerConfig struct {
 	Rack                        string
 	DefaultReplicationFactor    int16
 	GroupCommit                 bool
+	ProducerIDExpirationMs      int64
 	FlushIntervalMessages       int64
 	FlushIntervalMs             int64
 	IndexIntervalBytes          int
@@ -152,6 +154,7 @@ func ParseBrokerConfig(values map[string]string) (BrokerConfig, error) {
 		Rack:                        raw["broker.rack"],
 		DefaultReplicationFactor:    int16(i64("default.replication.factor")),
 		GroupCommit:                 b("log.flush.group.commit"),
+		ProducerIDExpirationMs:      i64("producer.id.expiration.ms"),
 		FlushIntervalMessages:       i64("log.flush.interval.messages"),
 		FlushIntervalMs:             i64("log.flush.interval.ms"),
 		IndexIntervalBytes:          int(i64("log.index.interval.bytes")),

@@ -374,18 +374,19 @@ func (s *Server) flushLoop(ctx context.Context) {
 // logConfig maps a topic's config onto the local log's.
 func logConfig(tc TopicConfig, bc BrokerConfig) locallog.Config {
 	c := locallog.Config{
-		SegmentBytes:          tc.SegmentBytes,
-		SegmentMs:             tc.SegmentMs,
-		RetentionMs:           tc.RetentionMs,
-		RetentionBytes:        tc.RetentionBytes,
-		IndexIntervalBytes:    tc.IndexIntervalBytes,
-		SegmentIndexBytes:     tc.SegmentIndexBytes,
-		FlushIntervalMessages: tc.FlushMessages,
-		FlushIntervalMs:       tc.FlushMs,
-		GroupCommit:           bc.GroupCommit,
-		Tiered:                tc.RemoteStorage && bc.RemoteTier,
-		LocalRetentionMs:      tc.LocalRetentionMs,
-		LocalRetentionBytes:   tc.LocalRetentionBytes,
+		SegmentBytes:           tc.SegmentBytes,
+		SegmentMs:              tc.SegmentMs,
+		RetentionMs:            tc.RetentionMs,
+		RetentionBytes:         tc.RetentionBytes,
+		IndexIntervalBytes:     tc.IndexIntervalBytes,
+		SegmentIndexBytes:      tc.SegmentIndexBytes,
+		FlushIntervalMessages:  tc.FlushMessages,
+		FlushIntervalMs:        tc.FlushMs,
+		GroupCommit:            bc.GroupCommit,
+		ProducerIDExpirationMs: bc.ProducerIDExpirationMs,
+		Tiered:                 tc.RemoteStorage && bc.RemoteTier,
+		LocalRetentionMs:       tc.LocalRetentionMs,
+		LocalRetentionBytes:    tc.LocalRetentionBytes,
 	}
 	if tc.LogAppendTime {
 		c.TimestampType = 1

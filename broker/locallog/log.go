@@ -40,6 +40,11 @@ type Config struct {
 	FlushIntervalMessages int64 // log.flush.interval.messages; <=0 or MaxInt64 = never (rely on page cache, Kafka's default)
 	FlushIntervalMs       int64 // log.flush.interval.ms; <=0 = never (checked on append)
 	GroupCommit           bool  // opt-in: Append returns only after fsync; concurrent appenders share one fsync
+	// ProducerIDExpirationMs (producer.id.expiration.ms, default 1 day):
+	// an idempotent producer whose latest batch is older than this is
+	// forgotten — at a roll and at each retention check — so producer
+	// state does not grow for ever with producers that went away. <0 never.
+	ProducerIDExpirationMs int64
 
 	// Tiered (remote.storage.enable): the log start may lie below the first
 	// local segment (the data between is in the remote tier), and
@@ -53,13 +58,14 @@ type Config struct {
 // DefaultConfig returns Kafka's defaults.
 func DefaultConfig() Config {
 	return Config{
-		SegmentBytes:          1 << 30,
-		SegmentMs:             7 * 24 * 3600 * 1000,
-		RetentionMs:           7 * 24 * 3600 * 1000,
-		RetentionBytes:        -1,
-		IndexIntervalBytes:    4096,
-		SegmentIndexBytes:     10 << 20,
-		FlushIntervalMessages: math.MaxInt64,
+		SegmentBytes:           1 << 30,
+		SegmentMs:              7 * 24 * 3600 * 1000,
+		RetentionMs:            7 * 24 * 3600 * 1000,
+		RetentionBytes:         -1,
+		IndexIntervalBytes:     4096,
+		SegmentIndexBytes:      10 << 20,
+		FlushIntervalMessages:  math.MaxInt64,
+		ProducerIDExpirationMs: 24 * 3600 * 1000,
 	}
 }
 
@@ -195,7 +201,7 @@ func (l *Log) appendLocked(records []byte, leaderEpoch int32, leader bool) (Appe
 		appendTime = l.now().UnixMilli()
 	}
 	batches := make([]batchInfo, 0, 1)
-	pa := producerAppend{ps: &l.producers}
+	pa := producerAppend{ps: &l.producers, nowMs: l.now().UnixMilli()}
 	for rest, pos := records, int64(0); len(rest) > 0; {
 		b, r, err := kafkaproto.NextBatch(rest)
 		if err != nil {
@@ -333,6 +339,7 @@ func (l *Log) rollLocked() error {
 	}
 	// The producer state as of the new segment's base offset. Recovery
 	// rebuilds it from the log when this fails, so a failure only warns.
+	l.expireProducersLocked(l.now())
 	if err := l.writeSnapshotLocked(); err != nil {
 		l.logger.Warn("locallog: producer snapshot write failed", "dir", l.dir, "offset", l.leo, "err", err)
 	}

@@ -213,6 +213,7 @@ func (l *Log) EnforceRetention(now time.Time) (int, error) {
 		return 0, ErrClosed
 	}
 	nowMs := now.UnixMilli()
+	l.expireProducersLocked(now)
 	a := l.active()
 	if a.size > 0 && l.cfg.SegmentMs > 0 {
 		waited := nowMs - a.firstTs

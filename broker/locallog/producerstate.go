@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/stratabroker/strata/kafkaproto"
 )
@@ -53,7 +54,7 @@ type batchMeta struct {
 // modified in place, so a pending append can work on copies.
 type producerEntry struct {
 	epoch         int16
-	lastTimestamp int64 // max timestamp of the latest batch
+	lastTimestamp int64 // max timestamp of the latest batch, or its append time when later
 	batches       []batchMeta
 }
 
@@ -82,6 +83,36 @@ type producerState struct {
 	entries map[int64]*producerEntry
 }
 
+// expire forgets the producers whose latest batch's timestamp is older than
+// nowMs - expMs, and returns how many.
+func (ps *producerState) expire(nowMs, expMs int64) int {
+	n := 0
+	for pid, e := range ps.entries {
+		if nowMs-e.lastTimestamp > expMs {
+			delete(ps.entries, pid)
+			n++
+		}
+	}
+	return n
+}
+
+// expireProducersLocked applies producer.id.expiration.ms (Config). A
+// snapshot written before still holds the expired producers; recovery from
+// it expires them again at the next roll or retention check. Caller holds
+// writeMu.
+func (l *Log) expireProducersLocked(now time.Time) {
+	exp := l.cfg.ProducerIDExpirationMs
+	if exp < 0 {
+		return
+	}
+	if exp == 0 {
+		exp = DefaultConfig().ProducerIDExpirationMs
+	}
+	if n := l.producers.expire(now.UnixMilli(), exp); n > 0 {
+		l.logger.Info("locallog: expired idle producers", "dir", l.dir, "producers", n, "producer.id.expiration.ms", exp)
+	}
+}
+
 // lastSequence is the sequence of the last record of a batch, wrapping
 // after MaxInt32 to 0 as producers do.
 func lastSequence(h *kafkaproto.BatchHeader) int32 {
@@ -106,6 +137,7 @@ func metaOf(h *kafkaproto.BatchHeader, firstOffset int64) batchMeta {
 type producerAppend struct {
 	ps      *producerState
 	updated map[int64]*producerEntry
+	nowMs   int64 // the append's wall-clock time (0 in recovery)
 }
 
 func (a *producerAppend) entry(pid int64) *producerEntry {
@@ -180,7 +212,10 @@ func (a *producerAppend) record(h *kafkaproto.BatchHeader, firstOffset int64) {
 	if h.ProducerID < 0 {
 		return
 	}
-	a.modifiable(h.ProducerID).add(h.ProducerEpoch, h.MaxTimestamp, metaOf(h, firstOffset))
+	// Last seen: the batch's timestamp, or the append's wall-clock time
+	// when later — a producer sending old timestamps (a backfill) is not
+	// taken for one that went away (producer.id.expiration.ms).
+	a.modifiable(h.ProducerID).add(h.ProducerEpoch, max(h.MaxTimestamp, a.nowMs), metaOf(h, firstOffset))
 }
 
 // commit publishes the collected updates.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stratabroker/strata/kafkaproto"
 )
@@ -362,4 +363,43 @@ func TestProducerSnapshotDecodeRejects(t *testing.T) {
 			t.Fatalf("truncated to %d bytes: %v", n, err)
 		}
 	}
+}
+
+// producer.id.expiration.ms: a producer idle past it is forgotten at the
+// next retention check (its next batch, not at sequence 0, is then
+// UNKNOWN_PRODUCER_ID, as in Kafka); one that keeps appending is kept even
+// when its batches carry old timestamps (last seen = the append's time).
+func TestProducerIDExpiration(t *testing.T) {
+	cfg := smallConfig()
+	cfg.ProducerIDExpirationMs = 60_000
+	l, _ := openTest(t, t.TempDir(), cfg)
+	clock := time.UnixMilli(10_000_000)
+	l.now = func() time.Time { return clock }
+	appendIdem(t, l, 1, 0, 0, 2) // idle after this
+	appendIdem(t, l, 2, 0, 0, 2) // batch timestamps ~1000 ms: "old", yet appended now
+
+	clock = clock.Add(40 * time.Second)
+	appendIdem(t, l, 2, 0, 2, 1)
+	if _, err := l.EnforceRetention(clock); err != nil {
+		t.Fatal(err)
+	}
+	expectDup(t, l, 1, 0, 0, 2, 0) // 40 s idle: still known
+
+	clock = clock.Add(30 * time.Second) // producer 1 idle 70 s, producer 2 30 s
+	if _, err := l.EnforceRetention(clock); err != nil {
+		t.Fatal(err)
+	}
+	expectErr(t, l, 1, 0, 2, 1, ErrUnknownProducerID) // forgotten
+	appendIdem(t, l, 2, 0, 3, 1)                      // kept
+	appendIdem(t, l, 1, 1, 0, 1)                      // a forgotten producer starts over
+
+	never := smallConfig()
+	never.ProducerIDExpirationMs = -1
+	l2, _ := openTest(t, t.TempDir(), never)
+	l2.now = func() time.Time { return clock }
+	appendIdem(t, l2, 7, 0, 0, 1)
+	if _, err := l2.EnforceRetention(clock.Add(1000 * time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	appendIdem(t, l2, 7, 0, 1, 1) // -1: never expires
 }
