@@ -135,7 +135,7 @@ func run(o serveOptions, cfg broker.BrokerConfig, logger *slog.Logger) error {
 		Endpoints:   splitComma(o.etcdEndpoints),
 		EmbedDir:    filepath.Join(o.dataDir, "etcd"),
 		EmbedListen: o.etcdListen,
-		Logger:      logger.With("component", "coordinator"),
+		Logger:      logger, // the Store adds component=coordinator
 	})
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)
