@@ -2,7 +2,9 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -92,21 +94,38 @@ func measureProduce(ctx context.Context, p loadParams, recs [][]byte, pids []int
 	defer g.wait()
 	defer cancel() // stop producing before waiting
 
-	if err := sleepCtx(lctx, warmup); err != nil {
-		return nil, err
-	}
-	b0, e0, c0, t0 := g.acked.Load(), g.errs.Load(), snapshotCPU(pids), time.Now()
-	if err := sleepCtx(lctx, duration); err != nil {
-		return nil, err
-	}
-	b1, e1, c1, t1 := g.acked.Load(), g.errs.Load(), snapshotCPU(pids), time.Now()
+	return measureWindow(lctx, pids, warmup, duration, &g.acked, nil, &g.errs, g.lastErr)
+}
 
+// measureWindow waits out the warm-up, then measures a window of duration
+// of a running load generator: the bytes its counter acked gained (and
+// wire's, when not nil), its errors and the CPU of pids. Nothing
+// acknowledged in the window is an error carrying the generator's first
+// error (lastErr).
+func measureWindow(ctx context.Context, pids []int, warmup, duration time.Duration, acked, wire, errs *atomic.Int64, lastErr func() error) (Rep, error) {
+	if err := sleepCtx(ctx, warmup); err != nil {
+		return nil, err
+	}
+	load := func(c *atomic.Int64) int64 {
+		if c == nil {
+			return 0
+		}
+		return c.Load()
+	}
+	b0, w0, e0, c0, t0 := acked.Load(), load(wire), errs.Load(), snapshotCPU(pids), time.Now()
+	if err := sleepCtx(ctx, duration); err != nil {
+		return nil, err
+	}
+	b1, w1, e1, c1, t1 := acked.Load(), load(wire), errs.Load(), snapshotCPU(pids), time.Now()
 	rep := throughputRep(b1-b0, t1.Sub(t0).Seconds(), cpuSeconds(c0, c1), e1-e0)
+	if w1 > w0 {
+		rep[FigWireMBps] = mbPerSec(w1-w0, t1.Sub(t0).Seconds())
+	}
 	if b1 == b0 {
-		if err := g.lastErr(); err != nil {
+		if err := lastErr(); err != nil {
 			return rep, fmt.Errorf("bench: produce: nothing acknowledged in the window; first error: %w", err)
 		}
-		return rep, fmt.Errorf("bench: produce: nothing acknowledged in the window")
+		return rep, errors.New("bench: produce: nothing acknowledged in the window")
 	}
 	return rep, nil
 }

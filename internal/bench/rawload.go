@@ -170,25 +170,9 @@ func measureProduceRaw(ctx context.Context, p loadParams, recs [][]byte, pids []
 	defer wg.Wait()
 	defer cancel() // stop producing before waiting
 
-	if err := sleepCtx(lctx, warmup); err != nil {
-		return nil, err
-	}
-	b0, w0, e0, c0, t0 := acked.Load(), wire.Load(), errs.Load(), snapshotCPU(pids), time.Now()
-	if err := sleepCtx(lctx, duration); err != nil {
-		return nil, err
-	}
-	b1, w1, e1, c1, t1 := acked.Load(), wire.Load(), errs.Load(), snapshotCPU(pids), time.Now()
-	rep := throughputRep(b1-b0, t1.Sub(t0).Seconds(), cpuSeconds(c0, c1), e1-e0)
-	if w1 > w0 {
-		rep[FigWireMBps] = mbPerSec(w1-w0, t1.Sub(t0).Seconds())
-	}
-	if b1 == b0 {
+	return measureWindow(lctx, pids, warmup, duration, &acked, &wire, &errs, func() error {
 		mu.Lock()
 		defer mu.Unlock()
-		if firstErr != nil {
-			return rep, fmt.Errorf("bench: produce: nothing acknowledged in the window; first error: %w", firstErr)
-		}
-		return rep, errors.New("bench: produce: nothing acknowledged in the window")
-	}
-	return rep, nil
+		return firstErr
+	})
 }
