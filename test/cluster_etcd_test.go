@@ -12,10 +12,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -25,8 +23,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stratabroker/strata/coordinator"
-	"github.com/stratabroker/strata/internal/etcdtest"
-	"github.com/stratabroker/strata/internal/harness"
 )
 
 // tcpProxy forwards connections to target until cut, which drops every
@@ -122,32 +118,20 @@ func TestClusterLeaderCutOffFromEtcd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: waits for a broker lease (10 s) to expire")
 	}
-	eps := etcdtest.Start(t)
-	u, err := url.Parse(eps[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := startTCPProxy(t, u.Host)
-	root := t.TempDir()
-	c := &clusterEnv{t: t, bs: map[int32]*harness.Broker{}}
-	for id := int32(1); id <= 3; id++ {
-		ep := eps
-		if id == 1 {
-			ep = []string{"http://" + proxy.ln.Addr().String()} // broker 1 reaches etcd only through the proxy
+	var proxy *tcpProxy
+	c := clusterStartVia(t, 3, func(id int32, eps []string) []string {
+		if id != 1 {
+			return eps
 		}
-		c.bs[id] = harness.StartT(t, harness.BrokerConfig{
-			DataDir: filepath.Join(root, fmt.Sprintf("b%d", id)), BrokerID: id, EtcdEndpoints: ep,
-		})
-		c.ids = append(c.ids, id)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	store, err := coordinator.Open(ctx, coordinator.Config{Endpoints: eps, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	c.store = store
+		if proxy == nil {
+			u, err := url.Parse(eps[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			proxy = startTCPProxy(t, u.Host)
+		}
+		return []string{"http://" + proxy.ln.Addr().String()} // broker 1 reaches etcd only through the proxy
+	})
 
 	const topic = "etcd-cut"
 	sts := c.createTopic(topic, 3, 3, map[string]string{"min.insync.replicas": "2"})

@@ -59,18 +59,30 @@ type clusterEnv struct {
 	t     *testing.T
 	bs    map[int32]*harness.Broker
 	ids   []int32
+	eps   []string // the etcd the test's Store uses
 	store *coordinator.Store
 }
 
 // clusterStart starts n brokers with the given extra flags.
 func clusterStart(t *testing.T, n int, args ...string) *clusterEnv {
 	t.Helper()
+	return clusterStartVia(t, n, nil, args...)
+}
+
+// clusterStartVia is clusterStart where broker id reaches etcd at
+// via(id, eps) (nil via: eps itself).
+func clusterStartVia(t *testing.T, n int, via func(id int32, eps []string) []string, args ...string) *clusterEnv {
+	t.Helper()
 	eps := etcdtest.Start(t)
 	root := t.TempDir()
-	c := &clusterEnv{t: t, bs: map[int32]*harness.Broker{}}
+	c := &clusterEnv{t: t, bs: map[int32]*harness.Broker{}, eps: eps}
 	for id := int32(1); id <= int32(n); id++ {
+		ep := eps
+		if via != nil {
+			ep = via(id, eps)
+		}
 		c.bs[id] = harness.StartT(t, harness.BrokerConfig{
-			DataDir: filepath.Join(root, fmt.Sprintf("b%d", id)), BrokerID: id, EtcdEndpoints: eps, Args: args,
+			DataDir: filepath.Join(root, fmt.Sprintf("b%d", id)), BrokerID: id, EtcdEndpoints: ep, Args: args,
 		})
 		c.ids = append(c.ids, id)
 	}
