@@ -55,8 +55,8 @@ func (s *Server) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.
 // readFetch builds one Fetch answer from the logs. When wakes is not nil it
 // collects, before reading, the channels that an append to each partition
 // closes, so that no append between reading and waiting is missed.
-func (s *Server) readFetch(ctx context.Context, req *kmsg.FetchRequest, wakes *[]<-chan struct{}) (*kmsg.FetchResponse, int, bool) {
-	resp := req.ResponseKind().(*kmsg.FetchResponse)
+func (s *Server) readFetch(ctx context.Context, req *kmsg.FetchRequest, wakes *[]<-chan struct{}) (*fetchResponse, int, bool) {
+	resp := &fetchResponse{FetchResponse: req.ResponseKind().(*kmsg.FetchResponse)}
 	resp.SessionID = 0
 	remaining := int(req.MaxBytes)
 	if remaining <= 0 {
@@ -116,7 +116,7 @@ func (s *Server) readFetch(ctx context.Context, req *kmsg.FetchRequest, wakes *[
 	}
 	if len(cold) > 0 {
 		var f bool
-		total, f = s.readRemote(ctx, cold, total, remaining)
+		total, f = s.readRemote(ctx, resp, cold, total, remaining)
 		failed = failed || f
 	}
 	return resp, total, failed

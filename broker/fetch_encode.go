@@ -5,7 +5,61 @@ import (
 	"net"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/stratabroker/strata/tiering"
 )
+
+// fetchResponse is a Fetch answer whose partitions' records may be in
+// several buffers (views of cold-read chunks, never copied together): a
+// partition's RecordBatches holds the first and more the rest, in order.
+// Only fetchResponseBuffers knows of more; Flatten joins the parts for any
+// other encoder. holds keep the viewed chunks from reuse: Release them once
+// the answer is written (an answer never written only costs the reuse).
+type fetchResponse struct {
+	*kmsg.FetchResponse
+	more  map[*kmsg.FetchResponseTopicPartition][][]byte
+	holds []*tiering.Hold
+}
+
+// Release lets the chunks viewed by the answer be reused.
+func (r *fetchResponse) Release() {
+	for _, h := range r.holds {
+		h.Release()
+	}
+	r.holds = nil
+}
+
+// addParts records the parts of op's records after its RecordBatches.
+func (r *fetchResponse) addParts(op *kmsg.FetchResponseTopicPartition, parts [][]byte) {
+	if len(parts) == 0 {
+		return
+	}
+	if r.more == nil {
+		r.more = map[*kmsg.FetchResponseTopicPartition][][]byte{}
+	}
+	r.more[op] = append(r.more[op], parts...)
+}
+
+// Flatten copies every partition's records into its own RecordBatches,
+// releases the holds and returns the plain response.
+func (r *fetchResponse) Flatten() *kmsg.FetchResponse {
+	for _, t := range r.Topics {
+		for i := range t.Partitions {
+			op := &t.Partitions[i]
+			if len(op.RecordBatches) == 0 && len(r.more[op]) == 0 {
+				continue // nothing viewed; null stays null
+			}
+			b := append([]byte{}, op.RecordBatches...)
+			for _, p := range r.more[op] {
+				b = append(b, p...)
+			}
+			op.RecordBatches = b
+		}
+	}
+	r.more = nil
+	r.Release()
+	return r.FetchResponse
+}
 
 // fetchResponseBuffers encodes a whole Fetch response frame (size, header,
 // body) for versions 4–12 as a list of buffers in which every partition's
@@ -20,7 +74,7 @@ import (
 //	          [v11+ preferred replica i32] | records nullable i32-bytes } }
 //	v12:    flexible: compact arrays/strings/bytes (uvarint n+1), a tag
 //	        section after the header and after every struct (always empty).
-func fetchResponseBuffers(corr int32, r *kmsg.FetchResponse) net.Buffers {
+func fetchResponseBuffers(corr int32, r *kmsg.FetchResponse, more map[*kmsg.FetchResponseTopicPartition][][]byte) net.Buffers {
 	v := r.Version
 	flex := v >= 12
 	meta := make([]byte, 0, 256)
@@ -63,7 +117,13 @@ func fetchResponseBuffers(corr int32, r *kmsg.FetchResponse) net.Buffers {
 		}
 		meta = append(meta, t.Topic...)
 		arrayLen(len(t.Partitions))
-		for _, p := range t.Partitions {
+		for i := range t.Partitions {
+			p := &t.Partitions[i]
+			extra := more[p]
+			recLen := len(p.RecordBatches)
+			for _, b := range extra {
+				recLen += len(b)
+			}
 			i32(p.Partition)
 			i16(p.ErrorCode)
 			i64(p.HighWatermark)
@@ -94,12 +154,14 @@ func fetchResponseBuffers(corr int32, r *kmsg.FetchResponse) net.Buffers {
 			case p.RecordBatches == nil:
 				i32(-1)
 			case flex:
-				meta = binary.AppendUvarint(meta, uint64(len(p.RecordBatches)+1))
+				meta = binary.AppendUvarint(meta, uint64(recLen+1))
 			default:
-				i32(int32(len(p.RecordBatches)))
+				i32(int32(recLen))
 			}
-			if len(p.RecordBatches) > 0 {
-				cuts = append(cuts, cut{at: len(meta), rec: p.RecordBatches})
+			for _, b := range append([][]byte{p.RecordBatches}, extra...) {
+				if len(b) > 0 {
+					cuts = append(cuts, cut{at: len(meta), rec: b})
+				}
 			}
 			tags() // partition tags: diverging epoch, current leader, snapshot id are never sent
 		}

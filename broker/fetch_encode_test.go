@@ -11,7 +11,9 @@ import (
 )
 
 // TestFetchResponseBuffersMatchKmsg checks our zero-copy Fetch encoder
-// against kmsg's own encoding, byte for byte, for every version we serve.
+// against kmsg's own encoding, byte for byte, for every version we serve,
+// with partitions' records whole and split into parts (fetchResponse.more),
+// and checks that Flatten gives the same bytes.
 func TestFetchResponseBuffersMatchKmsg(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for v := int16(4); v <= 12; v++ {
@@ -50,11 +52,41 @@ func TestFetchResponseBuffersMatchKmsg(t *testing.T) {
 			}
 			want := kafkaproto.AppendResponse(nil, 42, r)
 			var got []byte
-			for _, b := range fetchResponseBuffers(42, r) {
+			for _, b := range fetchResponseBuffers(42, r, nil) {
 				got = append(got, b...)
 			}
 			if !bytes.Equal(got, want) {
 				t.Fatalf("v%d trial %d: encodings differ\n got %x\nwant %x", v, trial, got, want)
+			}
+			// The same records cut into parts at random points.
+			split := &fetchResponse{FetchResponse: r}
+			for ti := range r.Topics {
+				for pi := range r.Topics[ti].Partitions {
+					op := &r.Topics[ti].Partitions[pi]
+					rec := op.RecordBatches
+					if len(rec) < 2 || rng.IntN(2) == 0 {
+						continue
+					}
+					cuts := []int{0, 1 + rng.IntN(len(rec)-1)}
+					if c := 1 + rng.IntN(len(rec)-1); c > cuts[1] {
+						cuts = append(cuts, c)
+					}
+					cuts = append(cuts, len(rec))
+					op.RecordBatches = rec[:cuts[1]]
+					for i := 1; i+1 < len(cuts); i++ {
+						split.addParts(op, [][]byte{rec[cuts[i]:cuts[i+1]]})
+					}
+				}
+			}
+			got = got[:0]
+			for _, b := range fetchResponseBuffers(42, r, split.more) {
+				got = append(got, b...)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("v%d trial %d: encodings of parts differ\n got %x\nwant %x", v, trial, got, want)
+			}
+			if flat := kafkaproto.AppendResponse(nil, 42, split.Flatten()); !bytes.Equal(flat, want) {
+				t.Fatalf("v%d trial %d: flattened parts differ\n got %x\nwant %x", v, trial, flat, want)
 			}
 		}
 	}

@@ -146,7 +146,8 @@ type remoteRead struct {
 	limit  int
 	hw     int64
 	op     *kmsg.FetchResponseTopicPartition
-	data   []byte
+	parts  [][]byte     // the batches read, in consecutive parts (views of cached chunks)
+	hold   tiering.Hold // keeps the chunks viewed from reuse until the answer is written
 	err    error
 }
 
@@ -154,8 +155,9 @@ type remoteRead struct {
 // within remote.fetch.max.wait.ms; then fits them into the response's
 // budget in request order. A read that did not finish in time answers with
 // no records and no error (the client simply fetches again, and the chunk
-// it waited for is cached by then).
-func (s *Server) readRemote(ctx context.Context, reads []*remoteRead, total, remaining int) (int, bool) {
+// it waited for is cached by then). A partition's records may be several
+// parts: the first goes in its RecordBatches, the rest in resp.more.
+func (s *Server) readRemote(ctx context.Context, resp *fetchResponse, reads []*remoteRead, total, remaining int) (int, bool) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RemoteFetchMaxWait)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -163,10 +165,13 @@ func (s *Server) readRemote(ctx context.Context, reads []*remoteRead, total, rem
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.data, r.err = s.tier.Read(ctx, r.p.topicID, r.p.index, r.offset, r.limit, r.hw, true)
+			r.parts, r.err = s.tier.ReadParts(ctx, r.p.topicID, r.p.index, r.offset, r.limit, r.hw, true, &r.hold)
 		}()
 	}
 	wg.Wait()
+	for _, r := range reads {
+		resp.holds = append(resp.holds, &r.hold)
+	}
 	failed := false
 	for _, r := range reads {
 		switch {
@@ -191,20 +196,37 @@ func (s *Server) readRemote(ctx context.Context, reads []*remoteRead, total, rem
 			failed = true
 			continue
 		}
-		data := r.data
 		budget := remaining
-		if total == 0 {
-			budget = max(budget, firstBatchSize(data))
+		if total == 0 && len(r.parts) > 0 {
+			budget = max(budget, firstBatchSize(r.parts[0]))
 		}
-		data = cutBatches(data, budget)
-		if len(data) > 0 {
-			r.op.RecordBatches = data
+		parts, n := cutParts(r.parts, budget)
+		if len(parts) > 0 {
+			r.op.RecordBatches = parts[0]
+			resp.addParts(r.op, parts[1:])
 		}
-		s.metrics.fetched.WithLabelValues(r.p.topic).Add(float64(len(data)))
-		total += len(data)
-		remaining -= len(data)
+		s.metrics.fetched.WithLabelValues(r.p.topic).Add(float64(n))
+		total += n
+		remaining -= n
 	}
 	return total, failed
+}
+
+// cutParts keeps the whole batches of parts that fit in n bytes, and
+// returns their size.
+func cutParts(parts [][]byte, n int) ([][]byte, int) {
+	kept := 0
+	for i, p := range parts {
+		if t := cutBatches(p, n-kept); len(t) < len(p) {
+			parts = parts[:i]
+			if len(t) > 0 {
+				parts = append(parts, t)
+			}
+			return parts, kept + len(t)
+		}
+		kept += len(p)
+	}
+	return parts, kept
 }
 
 // firstBatchSize is the size of the first whole batch of b, 0 if none.

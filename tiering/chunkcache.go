@@ -54,7 +54,7 @@ type chunk struct {
 	done chan struct{}
 	err  error
 
-	data    []byte          // the bytes, in a memory cache (set before done closes)
+	buf     *chunkBuf       // the bytes, in a memory cache (set before done closes)
 	checked []verifiedBatch // batches whose CRC matched as data arrived (memory cache; set before done closes)
 
 	ready bool
@@ -68,7 +68,8 @@ type chunk struct {
 type chunkCache struct {
 	dir   string
 	limit int64
-	mem   bool // chunks live in chunk.data, not in files
+	mem   bool     // chunks live in chunk.buf, not in files
+	pool  *bufPool // buffers of memory chunks, reused
 
 	mu     sync.Mutex
 	chunks map[chunkKey]*chunk
@@ -144,7 +145,7 @@ var errShortObject = errors.New("object shorter than its manifest")
 // not nil) checks the batches while their bytes are fresh (verify.go).
 func (c *chunkCache) write(ch *chunk, r io.Reader, v *batchVerifier) (int64, error) {
 	if c.mem {
-		buf := make([]byte, ch.size)
+		buf := c.pool.get(ch.size)
 		n := 0
 		var err error
 		for n < len(buf) && err == nil {
@@ -158,13 +159,15 @@ func (c *chunkCache) write(ch *chunk, r io.Reader, v *batchVerifier) (int64, err
 		if errors.Is(err, io.ErrUnexpectedEOF) || (err == io.EOF && ch.size > 0) {
 			err = fmt.Errorf("%w: %d of %d bytes", errShortObject, n, ch.size)
 		}
-		if err == nil {
-			ch.data = buf
-			if v != nil {
-				ch.checked = v.ok
-			}
+		if err != nil {
+			c.pool.put(buf) // nothing saw it
+			return int64(n), err
 		}
-		return int64(n), err
+		ch.buf = c.pool.wrap(buf)
+		if v != nil {
+			ch.checked = v.ok
+		}
+		return int64(n), nil
 	}
 	tmp := ch.path + tmpSuffix
 	f, err := os.Create(tmp)
@@ -200,7 +203,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }
 
 // finish ends the loading state of ch: ready on success, gone on error.
 func (c *chunkCache) finish(ch *chunk, err error) {
-	var evict []string
+	var evict []*chunk
 	c.mu.Lock()
 	if err != nil {
 		ch.err = err
@@ -211,7 +214,7 @@ func (c *chunkCache) finish(ch *chunk, err error) {
 	} else if ch.dead {
 		// Forgotten while loading: serve the waiters, keep nothing.
 		if ch.refs == 0 {
-			evict = []string{ch.path}
+			evict = []*chunk{ch}
 		}
 	} else {
 		ch.ready = true
@@ -220,7 +223,7 @@ func (c *chunkCache) finish(ch *chunk, err error) {
 		evict = c.evictLocked()
 	}
 	c.mu.Unlock()
-	removeFiles(evict) // before waking the waiters, so the disk never lags the bound they see
+	c.discard(evict) // before waking the waiters, so the disk never lags the bound they see
 	close(ch.done)
 }
 
@@ -228,7 +231,7 @@ func (c *chunkCache) finish(ch *chunk, err error) {
 // chunks stay readable until released; fetches in flight finish for their
 // waiters and are not kept.
 func (c *chunkCache) forget(id [16]byte) {
-	var evict []string
+	var evict []*chunk
 	c.mu.Lock()
 	for key, ch := range c.chunks {
 		if key.seg != id {
@@ -241,33 +244,33 @@ func (c *chunkCache) forget(id [16]byte) {
 			ch.elem = nil
 			c.bytes -= ch.size
 			if ch.refs == 0 {
-				evict = append(evict, ch.path)
+				evict = append(evict, ch)
 			}
 		}
 	}
 	c.mu.Unlock()
-	removeFiles(evict)
+	c.discard(evict)
 }
 
 // release unpins ch.
 func (c *chunkCache) release(ch *chunk) {
-	var evict []string
+	var evict []*chunk
 	c.mu.Lock()
 	ch.refs--
 	switch {
 	case ch.dead && ch.refs == 0 && ch.err == nil:
-		evict = []string{ch.path}
+		evict = []*chunk{ch}
 	case ch.ready && !ch.dead:
 		evict = c.evictLocked()
 	}
 	c.mu.Unlock()
-	removeFiles(evict)
+	c.discard(evict)
 }
 
 // invalidate drops ch from the cache (its bytes failed a check); its file
 // goes when the last pin is released.
 func (c *chunkCache) invalidate(ch *chunk) {
-	var evict []string
+	var evict []*chunk
 	c.mu.Lock()
 	if ch.ready && !ch.dead {
 		ch.dead = true
@@ -278,18 +281,18 @@ func (c *chunkCache) invalidate(ch *chunk) {
 			delete(c.chunks, ch.key)
 		}
 		if ch.refs == 0 {
-			evict = []string{ch.path}
+			evict = []*chunk{ch}
 		}
 	}
 	c.mu.Unlock()
-	removeFiles(evict)
+	c.discard(evict)
 }
 
 // evictLocked removes unpinned ready chunks, least recently used first,
-// until the cache fits its limit, and returns their files for removal
-// outside the lock.
-func (c *chunkCache) evictLocked() []string {
-	var paths []string
+// until the cache fits its limit, and returns them for discard outside the
+// lock.
+func (c *chunkCache) evictLocked() []*chunk {
+	var out []*chunk
 	for e := c.lru.Back(); e != nil && c.bytes > c.limit; {
 		prev := e.Prev()
 		ch := e.Value.(*chunk)
@@ -299,11 +302,11 @@ func (c *chunkCache) evictLocked() []string {
 			ch.dead = true
 			delete(c.chunks, ch.key)
 			c.bytes -= ch.size
-			paths = append(paths, ch.path)
+			out = append(out, ch)
 		}
 		e = prev
 	}
-	return paths
+	return out
 }
 
 // stats returns the bytes of ready chunks and the number of fetches in
@@ -319,9 +322,17 @@ func (c *chunkCache) stats() (bytes int64, loading int) {
 	return c.bytes, loading
 }
 
-func removeFiles(paths []string) {
-	for _, p := range paths {
-		_ = os.Remove(p)
+// discard lets go of chunks that left the cache for good and are no longer
+// pinned: a disk chunk's file is removed, a memory chunk's buffer loses the
+// cache's reference (it is reused once no view holds it). Each chunk is
+// discarded once.
+func (c *chunkCache) discard(chunks []*chunk) {
+	for _, ch := range chunks {
+		if ch.buf != nil {
+			ch.buf.drop()
+			continue
+		}
+		_ = os.Remove(ch.path)
 	}
 }
 

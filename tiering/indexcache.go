@@ -141,6 +141,11 @@ func (ix *segIndex) timeFloor(ts int64) int64 {
 
 // indexEntry is one index-cache slot: loading until done closes, then
 // either ix or err (a failed load leaves the map at once).
+// chunks is the number of chunks of size cs in the segment's .log.
+func (ix *segIndex) chunks(cs int64) int64 {
+	return (ix.m.LogSize + cs - 1) / cs
+}
+
 type indexEntry struct {
 	id   [16]byte
 	done chan struct{}
@@ -205,6 +210,21 @@ func (c *indexCache) finish(e *indexEntry, ix *segIndex, err error) {
 	}
 	c.mu.Unlock()
 	close(e.done)
+}
+
+// peek reports whether id is cached or loading, and its index once loaded
+// (nil while loading). It does not count as a use.
+func (c *indexCache) peek(id [16]byte) (ix *segIndex, present bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[id]
+	if e == nil {
+		return nil, false
+	}
+	if e.elem != nil {
+		return e.ix, true
+	}
+	return nil, true
 }
 
 // forget drops the entry of id.

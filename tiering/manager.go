@@ -144,11 +144,15 @@ func NewManager(cfg Config, store remote.Storage, meta Metadata, logger *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{
+	m := &Manager{
 		cfg: cfg, store: store, meta: meta, reader: r, logger: logger,
 		limit: newRateLimiter(cfg.CopyBytesPerSecond),
 		parts: map[partKey]*partState{}, kick: make(chan struct{}, 1),
-	}, nil
+	}
+	r.SetSuccessor(func(seg SegmentRef) (SegmentRef, bool) {
+		return m.segmentFor(seg.TopicID, seg.Partition, seg.EndOffset+1)
+	})
+	return m, nil
 }
 
 // Reader is the cold-read path.
@@ -631,37 +635,68 @@ func (m *Manager) segmentFor(topicID [16]byte, index int32, offset int64) (Segme
 // Read serves a cold fetch: whole batches from offset (in the remote tier)
 // up to maxBytes (at least one batch when minOne), never at or past
 // maxOffset. It continues into the next remote segment while budget is
-// left. ErrNotTiered when no finished segment holds offset.
+// left. ErrNotTiered when no finished segment holds offset. It is ReadParts
+// joined into one slice.
 func (m *Manager) Read(ctx context.Context, topicID [16]byte, index int32, offset int64, maxBytes int, maxOffset int64, minOne bool) ([]byte, error) {
-	var out []byte
+	var h Hold
+	defer h.Release()
+	parts, err := m.ReadParts(ctx, topicID, index, offset, maxBytes, maxOffset, minOne, &h)
+	return ownedParts(parts, &h), err
+}
+
+// ReadParts is Read answering in consecutive parts of whole batches (views
+// of cached chunks, see Reader.ReadParts), which the caller sends in order
+// without joining them, then releases hold.
+func (m *Manager) ReadParts(ctx context.Context, topicID [16]byte, index int32, offset int64, maxBytes int, maxOffset int64, minOne bool, hold *Hold) ([][]byte, error) {
+	var out [][]byte
+	n := 0
 	for {
 		ref, ok := m.segmentFor(topicID, index, offset)
 		if !ok {
-			if len(out) > 0 {
+			if n > 0 {
 				return out, nil
 			}
 			return nil, fmt.Errorf("offset %d of partition %d: %w", offset, index, ErrNotTiered)
 		}
-		b, err := m.reader.Read(ctx, ref, offset, maxBytes-len(out), minOne && len(out) == 0)
+		parts, err := m.reader.ReadParts(ctx, ref, offset, maxBytes-n, minOne && n == 0, hold)
 		if err != nil {
-			if len(out) > 0 && !errors.Is(err, ErrCorrupt) {
+			if n > 0 && !errors.Is(err, ErrCorrupt) {
 				return out, nil
 			}
 			return nil, err
 		}
-		b = trimBatches(b, maxOffset)
-		if out == nil {
-			out = b
-		} else {
-			out = append(out, b...)
+		parts, last := trimParts(parts, maxOffset)
+		got := 0
+		for _, p := range parts {
+			got += len(p)
 		}
-		metricRemoteReadBytes.Add(float64(len(b)))
+		out = append(out, parts...)
+		n += got
+		metricRemoteReadBytes.Add(float64(got))
 		next := ref.EndOffset + 1
-		if len(b) == 0 || len(out) >= maxBytes || next >= maxOffset || lastOffset(b) < ref.EndOffset {
+		if got == 0 || n >= maxBytes || next >= maxOffset || last < ref.EndOffset {
 			return out, nil
 		}
 		offset = next
 	}
+}
+
+// trimParts keeps the whole batches of parts below maxOffset (all when
+// maxOffset < 0) and returns the last offset kept, -1 if none.
+func trimParts(parts [][]byte, maxOffset int64) ([][]byte, int64) {
+	for i, p := range parts {
+		if t := trimBatches(p, maxOffset); len(t) < len(p) {
+			parts = parts[:i]
+			if len(t) > 0 {
+				parts = append(parts, t)
+			}
+			break
+		}
+	}
+	if len(parts) == 0 {
+		return nil, -1
+	}
+	return parts, lastOffset(parts[len(parts)-1])
 }
 
 // OffsetForTimestamp searches the remote tier for the first offset whose

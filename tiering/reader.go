@@ -47,7 +47,7 @@ import (
 // chunks, those chunks are dropped and fetched again first (the cache file
 // may be what broke) — at most once per chunk per call.
 //
-// Locks: Reader.mu guards closed and the background WaitGroup's Add;
+// Locks: Reader.mu guards closed, successor and the background WaitGroup's Add;
 // chunkCache.mu, indexCache.mu and Reader.seqMu are leaves. No lock is held
 // across I/O.
 
@@ -136,6 +136,8 @@ type Reader struct {
 	seqMu sync.Mutex
 	seq   map[[16]byte]int64 // segment id -> last chunk of its latest Read
 
+	successor func(SegmentRef) (SegmentRef, bool) // guarded by mu; see SetSuccessor
+
 	nGets, nHits, nMisses, nPrefetch, nBytes, nVerified atomic.Int64
 }
 
@@ -175,8 +177,10 @@ func NewReader(st remote.Storage, cfg ReaderConfig, logger *slog.Logger) (*Reade
 		cfg.CacheDir, tempDir = d, d
 	}
 	cc, removed, err := newChunkCache(cfg.CacheDir, cfg.CacheBytes)
-	if cc != nil {
-		cc.mem = cfg.Memory
+	if cc != nil && cfg.Memory {
+		// Enough free buffers for the chunks that come in while others are
+		// being evicted; beyond it they go to the garbage collector.
+		cc.mem, cc.pool = true, newBufPool(cfg.ChunkSize, int(max(4, cfg.CacheBytes/cfg.ChunkSize/4)))
 	}
 	if err != nil {
 		if tempDir != "" {
@@ -529,8 +533,64 @@ func (r *Reader) noteRead(seg SegmentRef, ix *segIndex, offset, first, last int6
 	if !(seen && first >= prev && first <= prev+1) && offset != seg.BaseOffset {
 		return
 	}
-	chunks := (ix.m.LogSize + r.cfg.ChunkSize - 1) / r.cfg.ChunkSize
+	chunks := ix.chunks(r.cfg.ChunkSize)
 	r.prefetch(ix, last+1, min(last+int64(r.cfg.PrefetchChunks), chunks-1))
+	// Near the segment's end the read-ahead continues into the next
+	// segment: its index and first chunks, so that a sequential reader does
+	// not stall on an index GET and a chunk GET at every segment boundary.
+	if beyond := last + int64(r.cfg.PrefetchChunks) - (chunks - 1); beyond > 0 {
+		if next, ok := r.successorOf(seg); ok {
+			r.prefetchSegment(next, beyond)
+		}
+	}
+}
+
+// SetSuccessor tells the Reader how to find the segment after seg (the
+// Manager's view of the remote log), for read-ahead across segments.
+func (r *Reader) SetSuccessor(fn func(seg SegmentRef) (SegmentRef, bool)) {
+	r.mu.Lock()
+	r.successor = fn
+	r.mu.Unlock()
+}
+
+func (r *Reader) successorOf(seg SegmentRef) (SegmentRef, bool) {
+	r.mu.Lock()
+	fn := r.successor
+	r.mu.Unlock()
+	if fn == nil {
+		return SegmentRef{}, false
+	}
+	return fn(seg)
+}
+
+// prefetchSegment fetches the index and the first n chunks of seg in the
+// background, unless its index is already cached or loading (then only the
+// chunks), holding a prefetch slot while the index loads; without a free
+// slot it does nothing.
+func (r *Reader) prefetchSegment(seg SegmentRef, n int64) {
+	if ix, ok := r.index.peek(seg.ID); ok {
+		if ix != nil {
+			r.prefetch(ix, 0, min(n, ix.chunks(r.cfg.ChunkSize))-1)
+		}
+		return
+	}
+	select {
+	case r.prefetching <- struct{}{}:
+	default:
+		return
+	}
+	ok := r.background(func() {
+		ctx, cancel := context.WithTimeout(r.base, r.fetchTimeout)
+		defer cancel()
+		ix, err := r.segIndex(ctx, seg)
+		<-r.prefetching
+		if err == nil {
+			r.prefetch(ix, 0, min(n, ix.chunks(r.cfg.ChunkSize))-1)
+		}
+	})
+	if !ok {
+		<-r.prefetching
+	}
 }
 
 // warm starts, in parallel, the GETs of every chunk a Read of up to
@@ -662,8 +722,8 @@ func (c *cursor) open(n int64) error {
 	if err != nil {
 		return err
 	}
-	if ch.data != nil {
-		c.cur, c.mem = ch, ch.data
+	if ch.buf != nil {
+		c.cur, c.mem = ch, ch.buf.b
 		c.last = n
 		c.curSuspect = false // memory cannot rot on disk
 		return nil
@@ -814,6 +874,8 @@ func (s *scanner) readBatch(dst []byte, h kafkaproto.BatchHeader) ([]byte, error
 // with the batch that contains offset and adding batches while the total
 // stays <= maxBytes — at least one batch when minOne, whatever its size —
 // never past seg.EndOffset. maxBytes <= 0 without minOne returns nothing.
+// It is ReadParts joined into one slice the caller owns (a copy whenever the
+// parts are views of cached chunks).
 //
 // Errors: offset outside [BaseOffset, EndOffset] wraps ErrNotTiered; data
 // that fails a check, or a manifest or index that does not fit the object,
@@ -821,6 +883,18 @@ func (s *scanner) readBatch(dst []byte, h kafkaproto.BatchHeader) ([]byte, error
 // remote.ErrNotFound); an unreachable store, a timeout, ctx's end or a
 // closed Reader wraps ErrUnavailable.
 func (r *Reader) Read(ctx context.Context, seg SegmentRef, offset int64, maxBytes int, minOne bool) ([]byte, error) {
+	var h Hold
+	defer h.Release()
+	parts, err := r.ReadParts(ctx, seg, offset, maxBytes, minOne, &h)
+	return ownedParts(parts, &h), err
+}
+
+// ReadParts is Read answering with the batches in consecutive parts, each
+// holding whole batches: with the memory chunk cache, views of the chunks
+// (no copy) and a copy of each batch that straddles two chunks; with the
+// disk cache, one copied part. The chunks viewed are kept from reuse in
+// hold until its Release (nil: they are never reused).
+func (r *Reader) ReadParts(ctx context.Context, seg SegmentRef, offset int64, maxBytes int, minOne bool, hold *Hold) ([][]byte, error) {
 	if offset < seg.BaseOffset || offset > seg.EndOffset {
 		return nil, fmt.Errorf("read segment %x: offset %d outside %d..%d: %w", seg.ID[:], offset, seg.BaseOffset, seg.EndOffset, ErrNotTiered)
 	}
@@ -835,11 +909,11 @@ func (r *Reader) Read(ctx context.Context, seg SegmentRef, offset int64, maxByte
 		return nil, err
 	}
 	r.warm(ix, offset, maxBytes)
-	var out []byte
+	var out [][]byte
 	var start int64
 	last, err := r.scan(ctx, seg, ix, fmt.Sprintf("read %d", offset), func(c *cursor) error {
 		var err error
-		out, start, err = r.read(c, seg, offset, maxBytes, minOne)
+		out, start, err = r.read(c, seg, offset, maxBytes, minOne, hold)
 		return err
 	})
 	if err != nil {
@@ -849,29 +923,59 @@ func (r *Reader) Read(ctx context.Context, seg SegmentRef, offset int64, maxByte
 	return out, nil
 }
 
+// ownedParts is the parts as one slice that no Hold governs: the part
+// itself when it is the only one and views nothing held, else a copy.
+func ownedParts(parts [][]byte, h *Hold) []byte {
+	if len(parts) == 0 {
+		return nil
+	}
+	if len(parts) == 1 && len(h.bufs) == 0 {
+		return parts[0]
+	}
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make([]byte, 0, n)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
 // read scans for offset and returns the batches and the log position of
 // the batch holding offset (-1 when the scan failed before it).
 //
-// With the memory chunk cache the answer is a view of one chunk's bytes
-// (capacity capped at its length, so an append never writes into the
+// With the memory chunk cache the answer is views of the chunks' bytes
+// (capacity capped at their length, so an append never writes into a
 // chunk): no copy at all, the bytes going from the GET's buffer straight
-// to the client's socket. It ends where the chunk ends (the client fetches
-// the rest next); a first batch straddling two chunks is answered alone,
-// copied. Chunk buffers are never reused (an evicted chunk's bytes live
-// while a view holds them), so a view stays valid and unchanged. With the
-// disk cache the batches are copied into one allocation.
-func (r *Reader) read(c *cursor, seg SegmentRef, offset int64, maxBytes int, minOne bool) ([]byte, int64, error) {
+// to the client's socket. A batch straddling two chunks is copied into a
+// part of its own. Each viewed chunk's buffer is counted in hold
+// (bufpool.go), so a view stays valid and unchanged until hold's Release.
+// With the disk cache the batches are copied into one allocation.
+func (r *Reader) read(c *cursor, seg SegmentRef, offset int64, maxBytes int, minOne bool, hold *Hold) ([][]byte, int64, error) {
 	s := newScanner(c, seg, offset)
-	var out []byte                       // the copied answer; nil while it is a view
-	var view []byte                      // the chunk the view is of
-	vstart, vend := int64(-1), int64(-1) // the view: view[vstart:vend]
+	var parts [][]byte                   // the answer so far (memory cache)
+	var out []byte                       // the copied answer (disk cache)
+	var view []byte                      // the chunk bytes the open view is of
+	vstart, vend := int64(-1), int64(-1) // the open view: view[vstart:vend]
 	n := 0                               // bytes in the answer
 	start := int64(-1)
-	answer := func() []byte {
-		if out == nil && vstart >= 0 {
-			return view[vstart:vend:vend]
+	closeView := func() {
+		if vstart >= 0 {
+			parts = append(parts, view[vstart:vend:vend])
+			view, vstart, vend = nil, -1, -1
 		}
-		return out
+	}
+	answer := func() [][]byte {
+		if !r.chunks.mem {
+			if out == nil {
+				return nil
+			}
+			return [][]byte{out}
+		}
+		closeView()
+		return parts
 	}
 	for {
 		if n > 0 && maxBytes-n < kafkaproto.RecordBatchHeaderSize {
@@ -884,54 +988,62 @@ func (r *Reader) read(c *cursor, seg SegmentRef, offset int64, maxBytes int, min
 		if done {
 			return answer(), start, nil
 		}
-		if h.LastOffset() >= offset {
-			if start < 0 {
-				start = s.pos
-			}
-			if n+h.Size() > maxBytes && !(minOne && n == 0) {
-				return answer(), start, nil
-			}
+		if h.LastOffset() < offset {
+			s.advance(h)
+			continue
+		}
+		if start < 0 {
+			start = s.pos
+		}
+		if n+h.Size() > maxBytes && !(minOne && n == 0) {
+			return answer(), start, nil
+		}
+		if !r.chunks.mem {
 			if out == nil {
-				mem, within, ok, err := c.view(s.pos, int64(h.Size()))
-				if err != nil {
-					return nil, start, err
-				}
-				if ok && (vstart < 0 || (&mem[0] == &view[0] && within == vend)) {
-					b := mem[within : within+int64(h.Size())]
-					if c.cur.verified(within, h.Size()) {
-						r.nVerified.Add(1) // checked as it arrived (verify.go)
-					} else if crc := kafkaproto.BatchCRC(b); crc != h.CRC {
-						return nil, start, s.corrupt("batch %d: crc %08x, computed %08x", h.BaseOffset, h.CRC, crc)
-					}
-					if vstart < 0 {
-						view, vstart = mem, within
-					}
-					vend = within + int64(h.Size())
-					n += h.Size()
-					s.advance(h)
-					continue
-				}
-				if r.chunks.mem {
-					if n > 0 {
-						// The next batch is in the next chunk: answer
-						// with the view (a short answer is fine, the
-						// client asks again) rather than copying.
-						return answer(), start, nil
-					}
-					// The first batch straddles two chunks: answer with
-					// a copy of it alone; the next answer is a view again.
-					out, err := s.readBatch(make([]byte, 0, h.Size()), h)
-					return out, start, err
-				}
-				// The disk cache: copy into one allocation (growing
-				// batch by batch copies megabytes over and over).
-				out = make([]byte, 0, max(int64(n+h.Size()), min(int64(maxBytes), s.size-start)))
+				// The disk cache: copy into one allocation (growing batch
+				// by batch copies megabytes over and over).
+				out = make([]byte, 0, max(int64(h.Size()), min(int64(maxBytes), s.size-start)))
 			}
 			if out, err = s.readBatch(out, h); err != nil {
 				return nil, start, err
 			}
 			n = len(out)
+			s.advance(h)
+			continue
 		}
+		mem, within, ok, err := c.view(s.pos, int64(h.Size()))
+		if err != nil {
+			return nil, start, err
+		}
+		if !ok {
+			// The batch straddles two chunks: a copy of it is a part.
+			closeView()
+			b, err := s.readBatch(make([]byte, 0, h.Size()), h)
+			if err != nil {
+				return nil, start, err
+			}
+			parts = append(parts, b)
+			n += h.Size()
+			s.advance(h)
+			continue
+		}
+		if vstart >= 0 && !(&mem[0] == &view[0] && within == vend) {
+			closeView() // the next chunk: a new view
+		}
+		b := mem[within : within+int64(h.Size())]
+		if c.cur.verified(within, h.Size()) {
+			r.nVerified.Add(1) // checked as it arrived (verify.go)
+		} else if crc := kafkaproto.BatchCRC(b); crc != h.CRC {
+			return nil, start, s.corrupt("batch %d: crc %08x, computed %08x", h.BaseOffset, h.CRC, crc)
+		}
+		if vstart < 0 {
+			// Held from the start: once the cursor moves on, the chunk is
+			// no longer pinned and may be evicted.
+			hold.add(c.cur.buf)
+			view, vstart = mem, within
+		}
+		vend = within + int64(h.Size())
+		n += h.Size()
 		s.advance(h)
 	}
 }
@@ -1002,3 +1114,4 @@ func (r *Reader) searchTime(c *cursor, seg SegmentRef, ix *segIndex, ts int64) (
 		s.advance(h)
 	}
 }
+

@@ -349,51 +349,47 @@ func rtIdle(t testing.TB, r *Reader) {
 
 func rtRead(t testing.TB, r *Reader, s *rtSeg, offset int64, maxBytes int, minOne bool) []byte {
 	t.Helper()
-	got, err := r.Read(context.Background(), s.ref, offset, maxBytes, minOne)
+	var h Hold
+	defer h.Release()
+	parts, err := r.ReadParts(context.Background(), s.ref, offset, maxBytes, minOne, &h)
 	if err != nil {
 		t.Fatalf("Read(%d, %d, %v): %v", offset, maxBytes, minOne, err)
 	}
+	got := ownedParts(parts, &h)
 	want := s.expect(offset, maxBytes, minOne)
-	if r.chunks.mem {
-		// The memory cache answers with a view of one chunk: possibly a
-		// prefix of want, ending at the chunk's end.
-		want = s.expectChunked(offset, maxBytes, minOne, r.cfg.ChunkSize)
-	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("Read(%d, %d, %v): %d bytes, want %d", offset, maxBytes, minOne, len(got), len(want))
+	}
+	if !r.chunks.mem {
+		if len(parts) > 1 {
+			t.Fatalf("Read(%d, %d, %v): %d parts from the disk cache, want one copy", offset, maxBytes, minOne, len(parts))
+		}
+		return got
+	}
+	// The memory cache answers with views of chunks: each part lies in
+	// one chunk or is one batch straddling two, and no part is empty.
+	pos := int64(bytes.Index(s.log, want))
+	for i, p := range parts {
+		cs := r.cfg.ChunkSize
+		oneBatch := s.batchAt(pos) == len(p)
+		if len(p) == 0 || (pos/cs != (pos+int64(len(p))-1)/cs && !oneBatch) {
+			t.Fatalf("Read(%d, %d, %v): part %d of %d bytes at %d crosses chunks of %d", offset, maxBytes, minOne, i, len(p), pos, cs)
+		}
+		pos += int64(len(p))
 	}
 	return got
 }
 
-// expectChunked is expect for the memory cache: the batches that lie in
-// the chunk where the first one starts, or the first alone when it
-// straddles two chunks.
-func (s *rtSeg) expectChunked(offset int64, maxBytes int, minOne bool, chunk int64) []byte {
-	var out []byte
-	pos, first := int64(0), int64(-1)
+// batchAt is the size of the batch at log position pos, 0 if none starts there.
+func (s *rtSeg) batchAt(pos int64) int {
+	p := int64(0)
 	for _, b := range s.batches {
-		bpos := pos
-		pos += int64(len(b.b))
-		if b.last < offset {
-			continue
+		if p == pos {
+			return len(b.b)
 		}
-		if len(out)+len(b.b) > maxBytes && !(minOne && len(out) == 0) {
-			break
-		}
-		if chunk > 0 {
-			c0, c1 := bpos/chunk, (pos-1)/chunk
-			if first < 0 {
-				first = c0
-				if c1 != c0 {
-					return b.b // straddles: alone
-				}
-			} else if c0 != first || c1 != first {
-				break
-			}
-		}
-		out = append(out, b.b...)
+		p += int64(len(b.b))
 	}
-	return out
+	return 0
 }
 
 // rtCacheFiles sums the chunk files in dir.
@@ -1194,4 +1190,47 @@ func FuzzDecodeRemoteIndexes(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestReaderHeldViewsSurviveReuse: memory chunks are evicted and their
+// buffers reused while reads go on, but never a buffer that a held view
+// points into; once released, it is reused.
+func TestReaderHeldViewsSurviveReuse(t *testing.T) {
+	e, s := rtSetup(t, rtOptions{base: 3, batches: 60, indexInterval: 400},
+		ReaderConfig{ChunkSize: 1024, CacheBytes: 3 * 1024, Memory: true, PrefetchChunks: -1})
+	ctx := context.Background()
+	var held Hold
+	parts, err := e.r.ReadParts(ctx, s.ref, s.ref.BaseOffset, 3000, true, &held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := s.expect(s.ref.BaseOffset, 3000, true)
+	if got := ownedParts(parts, &held); !bytes.Equal(got, want) {
+		t.Fatalf("first read: %d bytes, want %d", len(got), len(want))
+	}
+	if len(held.bufs) == 0 {
+		t.Fatal("views of memory chunks were not held")
+	}
+	// Read the whole segment twice over with short-lived holds: every
+	// chunk is evicted and buffers go round the pool.
+	for round := 0; round < 2; round++ {
+		for off := s.ref.BaseOffset; off <= s.ref.EndOffset; off += 7 {
+			rtRead(t, e.r, s, off, 2048, true)
+		}
+	}
+	if e.r.chunks.pool.reused.Load() == 0 {
+		t.Fatal("no chunk buffer was reused")
+	}
+	if got := ownedParts(parts, &held); !bytes.Equal(got, want) {
+		t.Fatal("held views changed while their chunks were evicted and buffers reused")
+	}
+	reusedBefore := e.r.chunks.pool.reused.Load()
+	held.Release()
+	held.Release() // a second Release does nothing
+	for off := s.ref.BaseOffset; off <= s.ref.EndOffset; off += 7 {
+		rtRead(t, e.r, s, off, 2048, true)
+	}
+	if e.r.chunks.pool.reused.Load() <= reusedBefore {
+		t.Fatal("no reuse after the hold was released")
+	}
 }
