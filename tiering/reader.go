@@ -1114,4 +1114,3 @@ func (r *Reader) searchTime(c *cursor, seg SegmentRef, ix *segIndex, ts int64) (
 		s.advance(h)
 	}
 }
-
