@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -16,7 +17,8 @@ import (
 // and produces Options.C1Bytes into it (not measured). Each repetition then
 // reads every partition from its log start to the high watermark found
 // after the preload with a lean fetcher: raw FetchRequests for all
-// partitions at once, counting record-batch bytes without decoding records,
+// partitions at once on one connection whose receive buffer is reused
+// (fetchconn.go), counting record-batch bytes without decoding records,
 // only checking each batch header (see WalkBatches).
 
 const (
@@ -205,7 +207,15 @@ func (r *c1Runner) consume(ctx context.Context) (int64, error) {
 			return 0, fmt.Errorf("bench: %s: partitions have different leaders; lean fetcher expects one broker", r.name)
 		}
 	}
-	br := r.cl.Broker(int(leader))
+	addr, err := brokerAddr(ctx, r.cl, leader)
+	if err != nil {
+		return 0, fmt.Errorf("bench: %s: %w", r.name, err)
+	}
+	fc, err := dialFetch(ctx, addr)
+	if err != nil {
+		return 0, fmt.Errorf("bench: %s: %w", r.name, err)
+	}
+	defer fc.Close()
 	var total int64
 	for it := 0; ; it++ {
 		req := kmsg.NewPtrFetchRequest()
@@ -228,15 +238,14 @@ func (r *c1Runner) consume(ctx context.Context) (int64, error) {
 		}
 		req.Topics = append(req.Topics, rt)
 		ft := time.Now()
-		kresp, err := br.Request(ctx, req)
+		resp, err := fc.fetch(ctx, req)
 		r.fetchMs = append(r.fetchMs, float64(time.Since(ft).Microseconds())/1000)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 				return total, fmt.Errorf("bench: %s: %w: %d of %d bytes after %v: %v", r.name, ErrTimeout, total, r.env.Opts.C1Bytes, deadline, err)
 			}
 			return total, fmt.Errorf("bench: %s: fetch: %w", r.name, err)
 		}
-		resp := kresp.(*kmsg.FetchResponse)
 		if e := kerr.ErrorForCode(resp.ErrorCode); e != nil {
 			return total, fmt.Errorf("bench: %s: fetch: %w", r.name, e)
 		}
