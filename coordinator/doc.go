@@ -26,6 +26,7 @@
 //	<prefix>/topics/<name>/partitions/<p>      current state of partition p, once it changed
 //	<prefix>/groups/<g>/owner                  owning broker ID (decimal), attached to its lease
 //	<prefix>/groups/<g>/offsets/<b>            committed offsets of the topics in bucket b (0..63), binary
+//	<prefix>/groups/<g>/state                  the group's membership as of its last Stable or Empty (opaque to etcd)
 //	<prefix>/producer-ids/next                 next free producer ID (decimal), advanced by CAS
 //	<prefix>/remote/<tid>/<p>/<start>-<sid>    remote-segment record, binary (see below)
 //	<prefix>/remote/<tid>/ids/<p>/<sid>        that record's start offset (decimal): finds it by id
@@ -110,6 +111,12 @@
 // offset write (commit, delete, expire, delete group) compares it in the
 // same transaction, so a broker that lost the group writes nothing and gets
 // ErrConflict (it answers NOT_COORDINATOR). Offsets outlive owners.
+//
+// The coordinator also keeps the group's membership (generation, protocol,
+// leader, members and their assignments) under the state key, written
+// fenced the same way each time the group becomes Stable or Empty, so that
+// a broker taking the group over resumes it instead of making every member
+// rejoin (SaveGroupState, LoadGroupState).
 //
 // Offsets are spread over at most 64 keys per group: topic t lives in bucket
 // FNV-1a-32(t) mod 64. A commit reads the buckets it touches, merges its

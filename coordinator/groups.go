@@ -39,6 +39,7 @@ func unescapeGroup(seg string) (string, bool) {
 func (k keys) groups() string                 { return k.prefix + "/groups/" }
 func (k keys) group(group string) string      { return k.groups() + escapeGroup(group) + "/" }
 func (k keys) groupOwner(group string) string { return k.group(group) + "owner" }
+func (k keys) groupState(group string) string { return k.group(group) + "state" }
 func (k keys) groupOffsets(group string) string {
 	return k.group(group) + "offsets/"
 }
@@ -185,7 +186,79 @@ func (s *Store) ReleaseGroup(ctx context.Context, group string, own GroupOwner) 
 	return nil
 }
 
-// Groups lists the IDs of groups that have committed offsets, sorted.
+// maxGroupStateBytes bounds a saved group state (etcd's default request
+// limit is 1.5 MiB).
+const maxGroupStateBytes = 1 << 20
+
+// SaveGroupState stores the group's membership state (opaque bytes) if the
+// group is still owned at own.Revision (ErrConflict otherwise, and nothing
+// is written). A state above 1 MiB is ErrInvalid.
+func (s *Store) SaveGroupState(ctx context.Context, group string, own GroupOwner, state []byte) error {
+	op := fmt.Sprintf("save state of group %q", group)
+	if err := validateOwnership(op, group, own); err != nil {
+		return err
+	}
+	if len(state) > maxGroupStateBytes {
+		return fmt.Errorf("%s: %w: %d bytes, at most %d", op, ErrInvalid, len(state), maxGroupStateBytes)
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(s.keys.groupOwner(group)), "=", own.Revision)).
+		Then(clientv3.OpPut(s.keys.groupState(group), string(state))).
+		Commit()
+	if err != nil {
+		return s.classify(op, ctx, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%s: %w: group not owned at revision %d", op, ErrConflict, own.Revision)
+	}
+	return nil
+}
+
+// DeleteGroupState deletes the group's saved state (not its offsets) if the
+// group is owned at own.Revision (ErrConflict otherwise).
+func (s *Store) DeleteGroupState(ctx context.Context, group string, own GroupOwner) error {
+	op := fmt.Sprintf("delete state of group %q", group)
+	if err := validateOwnership(op, group, own); err != nil {
+		return err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(s.keys.groupOwner(group)), "=", own.Revision)).
+		Then(clientv3.OpDelete(s.keys.groupState(group))).
+		Commit()
+	if err != nil {
+		return s.classify(op, ctx, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%s: %w: group not owned at revision %d", op, ErrConflict, own.Revision)
+	}
+	return nil
+}
+
+// LoadGroupState returns the group's last saved membership state, nil if
+// none.
+func (s *Store) LoadGroupState(ctx context.Context, group string) ([]byte, error) {
+	op := fmt.Sprintf("load state of group %q", group)
+	if err := validateGroup(op, group); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.keys.groupState(group))
+	if err != nil {
+		return nil, s.classify(op, ctx, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, nil
+	}
+	return resp.Kvs[0].Value, nil
+}
+
+// Groups lists the IDs of groups that have committed offsets or a saved
+// state, sorted.
 func (s *Store) Groups(ctx context.Context) ([]string, error) {
 	const op = "list groups"
 	ctx, cancel := s.opCtx(ctx)
@@ -201,7 +274,7 @@ func (s *Store) Groups(ctx context.Context) ([]string, error) {
 	for _, kv := range resp.Kvs {
 		rel := strings.TrimPrefix(string(kv.Key), prefix)
 		seg, rest, ok := strings.Cut(rel, "/")
-		if !ok || !strings.HasPrefix(rest, "offsets/") || seg == last {
+		if !ok || !(strings.HasPrefix(rest, "offsets/") || rest == "state") || seg == last {
 			continue
 		}
 		g, ok := unescapeGroup(seg)

@@ -211,3 +211,69 @@ func TestGroupsListsGroupsWithOffsets(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupStateFollowsOwnership: the saved membership is written only by
+// the owner, survives the owner, is read by the next owner, is listed by
+// Groups and goes with DeleteGroup.
+func TestGroupStateFollowsOwnership(t *testing.T) {
+	eps := etcdtest.Start(t)
+	ctx := testCtx(t)
+	s1 := registered(t, eps, 1)
+	s2 := registered(t, eps, 2)
+	const g = "state/group"
+	if st, err := s2.LoadGroupState(ctx, g); err != nil || st != nil {
+		t.Fatalf("state of an unknown group = %q, %v; want none", st, err)
+	}
+	own1, err := s1.AcquireGroup(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.SaveGroupState(ctx, g, own1, []byte("gen 7")); err != nil {
+		t.Fatal(err)
+	}
+	if gs, err := s2.Groups(ctx); err != nil || !slices.Equal(gs, []string{g}) {
+		t.Fatalf("groups = %v, %v; want [%s] (a group with a state and no offsets)", gs, err, g)
+	}
+	// Not the owner: nothing written.
+	if err := s2.SaveGroupState(ctx, g, coordinator.GroupOwner{BrokerID: 2, Revision: own1.Revision + 1}, []byte("stale")); !errors.Is(err, coordinator.ErrConflict) {
+		t.Fatalf("save by a non-owner: %v, want ErrConflict", err)
+	}
+	if err := s1.SaveGroupState(ctx, g, own1, make([]byte, 2<<20)); !errors.Is(err, coordinator.ErrInvalid) {
+		t.Fatalf("save of 2 MiB: %v, want ErrInvalid", err)
+	}
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	own2, err := s2.AcquireGroup(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s2.LoadGroupState(ctx, g); err != nil || string(st) != "gen 7" {
+		t.Fatalf("state after the owner left = %q, %v; want %q", st, err, "gen 7")
+	}
+	// The old ownership is fenced.
+	if err := s2.SaveGroupState(ctx, g, own1, []byte("old owner")); !errors.Is(err, coordinator.ErrConflict) {
+		t.Fatalf("save under the old ownership: %v, want ErrConflict", err)
+	}
+	if err := s2.DeleteGroupState(ctx, g, own1); !errors.Is(err, coordinator.ErrConflict) {
+		t.Fatalf("delete state under the old ownership: %v, want ErrConflict", err)
+	}
+	if err := s2.DeleteGroupState(ctx, g, own2); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s2.LoadGroupState(ctx, g); err != nil || st != nil {
+		t.Fatalf("state after DeleteGroupState = %q, %v; want none", st, err)
+	}
+	if gs, err := s2.Groups(ctx); err != nil || len(gs) != 0 {
+		t.Fatalf("groups = %v, %v; want none (no offsets, no state)", gs, err)
+	}
+	if err := s2.SaveGroupState(ctx, g, own2, []byte("gen 8")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.DeleteGroup(ctx, g, own2); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s2.LoadGroupState(ctx, g); err != nil || st != nil {
+		t.Fatalf("state after DeleteGroup = %q, %v; want none", st, err)
+	}
+}

@@ -506,9 +506,9 @@ func deleteEdit(parts map[string][]int32) ([]int, func(map[int]*bucket) []int) {
 	}
 }
 
-// DeleteGroup removes every committed offset of the group (DeleteGroups) in
-// one transaction fenced by own (ErrConflict if not owned at own.Revision).
-// The ownership itself stays.
+// DeleteGroup removes every committed offset and the saved state of the
+// group (DeleteGroups) in one transaction fenced by own (ErrConflict if not
+// owned at own.Revision). The ownership itself stays.
 func (s *Store) DeleteGroup(ctx context.Context, group string, own GroupOwner) error {
 	op := fmt.Sprintf("delete group %q", group)
 	if err := validateOwnership(op, group, own); err != nil {
@@ -518,7 +518,8 @@ func (s *Store) DeleteGroup(ctx context.Context, group string, own GroupOwner) e
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(s.keys.groupOwner(group)), "=", own.Revision)).
-		Then(clientv3.OpDelete(s.keys.groupOffsets(group), clientv3.WithPrefix())).
+		Then(clientv3.OpDelete(s.keys.groupOffsets(group), clientv3.WithPrefix()),
+			clientv3.OpDelete(s.keys.groupState(group))).
 		Commit()
 	if err != nil {
 		return s.classify(op, ctx, err)

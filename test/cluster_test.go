@@ -907,10 +907,9 @@ type clusterMember struct {
 
 // clusterTolerated are member errors expected while brokers restart:
 // connection errors, and UNKNOWN_MEMBER_ID when the group's coordinator
-// moves, because the new coordinator takes the group over with its offsets
-// but not its members (unlike Kafka's, which loads both; see
-// TestGroupsFailover), so the member rejoins and rereads what it had not
-// committed.
+// moves in the middle of a rebalance: the new coordinator resumes the group
+// as of its last Stable state (see TestGroupsFailover), so a member that
+// joined since is unknown there and rejoins.
 var clusterTolerated = []string{"connection refused", "EOF", "connection reset", "broken pipe", "use of closed network connection", kerr.UnknownMemberID.Message}
 
 func clusterStartMember(t *testing.T, name string, seeds []string, group, topic string, process func(*kgo.Record)) *clusterMember {

@@ -6,10 +6,12 @@
 // One Manager per broker. A group is coordinated by exactly one broker: the
 // Manager claims it through Store.AcquireGroup the first time a request for it
 // arrives (or FindCoordinator routes it here), keeps the membership in memory
-// and writes only offsets to the store, fenced by the claim; a fenced write
-// that loses (another broker took the group) drops the group, and so does
-// losing this broker's registration. A group taken over after a failover
-// starts Empty with its committed offsets; members rejoin.
+// and writes offsets, and the membership each time the group becomes Stable
+// or Empty, to the store, fenced by the claim; a fenced write that loses
+// (another broker took the group) drops the group, and so does losing this
+// broker's registration. A group taken over after a failover resumes from
+// its saved membership and committed offsets: members keep their ids and
+// generation (persist.go).
 //
 // State machine (Kafka's GroupCoordinator): Empty → PreparingRebalance →
 // CompletingRebalance → Stable, and Dead for a deleted or dropped group. The

@@ -85,6 +85,12 @@ type group struct {
 	seq          uint64
 	hadMembers   bool
 
+	// Saving the membership (persist.go): changes counts transitions to
+	// Stable or Empty, savedChanges the last one saved; saveMu orders saves.
+	changes      uint64
+	savedChanges uint64
+	saveMu       sync.Mutex
+
 	// rebalance timing (PreparingRebalance)
 	rebalanceDeadline time.Time
 	delayed           bool // initial rebalance delay of a new group in force
@@ -105,6 +111,9 @@ func newGroup(id string, own Owner, cfg *Config, now time.Time) *group {
 
 func (g *group) setState(s State, now time.Time) {
 	g.state, g.stateSince = s, now
+	if s == Stable || s == Empty {
+		g.changes++
+	}
 }
 
 func newMemberID(prefix string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,12 +21,13 @@ type fakeStore struct {
 	broker  int32
 	owners  map[string]Owner
 	offsets map[string]map[[2]any]Offset
+	states  map[string][]byte
 	rev     int64
 	lost    chan struct{}
 }
 
 func newFakeStore(broker int32) *fakeStore {
-	return &fakeStore{broker: broker, owners: map[string]Owner{}, offsets: map[string]map[[2]any]Offset{}, lost: make(chan struct{})}
+	return &fakeStore{broker: broker, owners: map[string]Owner{}, offsets: map[string]map[[2]any]Offset{}, states: map[string][]byte{}, lost: make(chan struct{})}
 }
 
 var _ Store = (*fakeStore)(nil)
@@ -123,7 +125,34 @@ func (f *fakeStore) DeleteGroup(_ context.Context, g string, own Owner) error {
 		return err
 	}
 	delete(f.offsets, g)
+	delete(f.states, g)
 	return nil
+}
+
+func (f *fakeStore) SaveGroupState(_ context.Context, g string, own Owner, state []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(g, own); err != nil {
+		return err
+	}
+	f.states[g] = append([]byte(nil), state...)
+	return nil
+}
+
+func (f *fakeStore) DeleteGroupState(_ context.Context, g string, own Owner) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(g, own); err != nil {
+		return err
+	}
+	delete(f.states, g)
+	return nil
+}
+
+func (f *fakeStore) LoadGroupState(_ context.Context, g string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.states[g], nil
 }
 
 func (f *fakeStore) Groups(context.Context) ([]string, error) {
@@ -131,7 +160,12 @@ func (f *fakeStore) Groups(context.Context) ([]string, error) {
 	defer f.mu.Unlock()
 	var out []string
 	for g, offs := range f.offsets {
-		if len(offs) > 0 {
+		if len(offs) > 0 || f.states[g] != nil {
+			out = append(out, g)
+		}
+	}
+	for g := range f.states {
+		if len(f.offsets[g]) == 0 {
 			out = append(out, g)
 		}
 	}
@@ -583,6 +617,9 @@ func TestOffsetDeleteSubscribedAndExpiry(t *testing.T) {
 		t.Fatalf("offsets after delete: %+v", offs)
 	}
 	m.LeaveGroup(ctx, &kmsg.LeaveGroupRequest{Version: 5, Group: "g", Members: []kmsg.LeaveGroupRequestMember{{MemberID: a}}})
+	if s, _ := st.LoadGroupState(ctx, "g"); !strings.Contains(string(s), `"state":"Empty"`) {
+		t.Fatalf("saved state after the last member left: %s", s)
+	}
 	clk.Add(7*24*time.Hour - time.Second)
 	if n := m.ExpireOffsets(ctx); n != 0 {
 		t.Fatalf("expired %d before retention", n)
@@ -590,6 +627,12 @@ func TestOffsetDeleteSubscribedAndExpiry(t *testing.T) {
 	clk.Add(time.Second)
 	if n := m.ExpireOffsets(ctx); n != 1 {
 		t.Fatalf("expired %d, want 1", n)
+	}
+	if s, _ := st.LoadGroupState(ctx, "g"); s != nil {
+		t.Fatalf("saved state of the expired group: %s", s)
+	}
+	if gs, _ := st.Groups(ctx); len(gs) != 0 {
+		t.Fatalf("groups after the whole group expired: %v", gs)
 	}
 }
 
@@ -606,4 +649,94 @@ func TestRegistrationLostDropsGroups(t *testing.T) {
 	wantCode(t, "waiting join after registration loss", recv(t, jb).ErrorCode, kerr.NotCoordinator)
 	hb := &kmsg.HeartbeatRequest{Version: 4, Group: "g", MemberID: a, Generation: 1}
 	wantCode(t, "heartbeat after registration loss", m.Heartbeat(ctx, hb).ErrorCode, kerr.CoordinatorNotAvailable)
+}
+
+// TestGroupResumesOnNewCoordinator: a Stable group's membership is saved;
+// when another broker takes the group over it resumes it — same members,
+// generation, leader and assignments — so heartbeats and commits go on
+// without a rebalance, and a member that never comes back expires there.
+func TestGroupResumesOnNewCoordinator(t *testing.T) {
+	ctx := context.Background()
+	m1, st, clk := newTestManager(t, 0)
+	static := "instance-b"
+	a := memberID(t, m1, "g")
+	b := memberID(t, m1, "g")
+	ja := asyncJoin(m1, joinReq(5, "g", a, nil, "range"))
+	jb := asyncJoin(m1, joinReq(5, "g", b, &static, "range"))
+	ra, rb := recv(t, ja), recv(t, jb)
+	if ra.Generation != 1 || rb.Generation != 1 {
+		t.Fatalf("generation: %+v / %+v", ra, rb)
+	}
+	leader := ra.LeaderID
+	sync := func(m *Manager, member string, assign map[string]string) chan *kmsg.SyncGroupResponse {
+		req := kmsg.NewPtrSyncGroupRequest()
+		req.Version, req.Group, req.MemberID, req.Generation = 5, "g", member, 1
+		for id, as := range assign {
+			req.GroupAssignment = append(req.GroupAssignment, kmsg.SyncGroupRequestGroupAssignment{MemberID: id, MemberAssignment: []byte(as)})
+		}
+		ch := make(chan *kmsg.SyncGroupResponse, 1)
+		go func() { ch <- m.SyncGroup(ctx, req) }()
+		return ch
+	}
+	other := a
+	if leader == a {
+		other = b
+	}
+	so := sync(m1, other, nil)
+	sl := sync(m1, leader, map[string]string{a: "A1", b: "B1"})
+	recv(t, sl)
+	recv(t, so)
+	st.mu.Lock()
+	saved := st.states["g"] != nil
+	st.mu.Unlock()
+	if !saved {
+		t.Fatal("a Stable group's state was not saved")
+	}
+
+	// Broker 1 dies (its claim lapses without a release); broker 2 takes over.
+	st.mu.Lock()
+	delete(st.owners, "g")
+	st.broker = 2
+	st.mu.Unlock()
+	m2 := New(st, Config{BrokerID: 2, Now: clk.Now})
+	t.Cleanup(func() { m2.Close() })
+	hb := func(m *Manager, member string, gen int32) int16 {
+		req := kmsg.NewPtrHeartbeatRequest()
+		req.Version, req.Group, req.MemberID, req.Generation = 4, "g", member, gen
+		return m.Heartbeat(ctx, req).ErrorCode
+	}
+	wantCode(t, "heartbeat of a on the new coordinator", hb(m2, a, 1), nil)
+	wantCode(t, "heartbeat of b on the new coordinator", hb(m2, b, 1), nil)
+	wantCode(t, "heartbeat with an old generation", hb(m2, a, 0), kerr.IllegalGeneration)
+	wantCode(t, "commit on the new coordinator", commitCode(t, m2.OffsetCommit(ctx, commitReq("g", a, 1, 10))), nil)
+	d := m2.DescribeGroups(ctx, &kmsg.DescribeGroupsRequest{Version: 5, Groups: []string{"g"}})
+	dg := d.Groups[0]
+	if dg.State != "Stable" || dg.Protocol != "range" || len(dg.Members) != 2 {
+		t.Fatalf("resumed group: %+v", dg)
+	}
+	for _, mem := range dg.Members {
+		want := map[string]string{a: "A1", b: "B1"}[mem.MemberID]
+		if string(mem.MemberAssignment) != want {
+			t.Fatalf("member %s assignment %q, want %q", mem.MemberID, mem.MemberAssignment, want)
+		}
+		if mem.MemberID == b && (mem.InstanceID == nil || *mem.InstanceID != static) {
+			t.Fatalf("static member lost its instance id: %+v", mem)
+		}
+	}
+	// The old coordinator's claim is fenced: its state is never written again.
+	if err := st.SaveGroupState(ctx, "g", Owner{BrokerID: 1, Revision: 1}, []byte("stale")); err == nil {
+		t.Fatal("the old owner could still save the group's state")
+	}
+
+	// b stops: its session (10 s) runs from the takeover; a rebalances alone.
+	clk.Add(6 * time.Second)
+	wantCode(t, "a heartbeat", hb(m2, a, 1), nil)
+	clk.Add(6 * time.Second)
+	m2.Tick()
+	wantCode(t, "b after its session", hb(m2, b, 1), kerr.UnknownMemberID)
+	wantCode(t, "a after b expired", hb(m2, a, 1), kerr.RebalanceInProgress)
+	ra = recv(t, asyncJoin(m2, joinReq(5, "g", a, nil, "range")))
+	if ra.Generation != 2 || len(ra.Members) != 1 || ra.Members[0].MemberID != a {
+		t.Fatalf("generation after the takeover: %+v", ra)
+	}
 }

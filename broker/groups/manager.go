@@ -160,6 +160,7 @@ func (m *Manager) Tick() {
 			g.tick(now)
 		}
 		g.mu.Unlock()
+		m.persist(g)
 	}
 }
 
@@ -247,7 +248,22 @@ func (m *Manager) lookup(ctx context.Context, id string) (*group, int16) {
 		m.log.Warn("acquire group", "group", id, "err", err)
 		return nil, kerr.CoordinatorNotAvailable.Code
 	}
+	saved, err := m.store.LoadGroupState(ctx, id)
+	if err != nil {
+		// The claim stays; the next request loads again.
+		m.log.Warn("load group state", "group", id, "err", err)
+		return nil, kerr.CoordinatorNotAvailable.Code
+	}
 	g = newGroup(id, own, &m.cfg, m.cfg.Now())
+	if saved != nil {
+		if err := g.restore(saved, m.cfg.Now()); err != nil {
+			m.log.Error("saved group state unusable; the group starts empty", "group", id, "err", err)
+			g = newGroup(id, own, &m.cfg, m.cfg.Now())
+		} else {
+			m.log.Info("group resumed from its saved state", "group", id, "state", g.state,
+				"generation", g.generation, "members", len(g.members))
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {

@@ -42,6 +42,7 @@ func (m *Manager) JoinGroup(ctx context.Context, req *kmsg.JoinGroupRequest, cl 
 	g.mu.Lock()
 	ch, resp := g.join(req, cl, session, rebalance, now)
 	g.mu.Unlock()
+	m.persist(g)
 	if resp != nil {
 		return resp
 	}
@@ -197,6 +198,7 @@ func (m *Manager) SyncGroup(ctx context.Context, req *kmsg.SyncGroupRequest) *km
 	g.mu.Lock()
 	ch, resp := g.sync(req, now)
 	g.mu.Unlock()
+	m.persist(g)
 	if resp != nil {
 		return resp
 	}
@@ -339,6 +341,7 @@ func (m *Manager) LeaveGroup(ctx context.Context, req *kmsg.LeaveGroupRequest) *
 		return r
 	}
 	now := m.cfg.Now()
+	defer m.persist(g) // after the unlock below
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.state == Dead {

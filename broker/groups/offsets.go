@@ -421,6 +421,21 @@ func (m *Manager) ExpireOffsets(ctx context.Context) int {
 		if n > 0 {
 			m.log.Info("expired group offsets", "group", g.id, "offsets", n)
 		}
+		if known {
+			// The whole group expired, as Kafka removes it: its saved
+			// membership goes too.
+			if err := m.store.DeleteGroupState(ctx, g.id, own); err != nil {
+				if ctx.Err() == nil {
+					m.log.Warn("delete expired group state", "group", g.id, "err", err)
+				}
+				continue
+			}
+			g.mu.Lock()
+			if g.state != Empty || !g.stateSince.Equal(since) {
+				g.savedChanges = 0 // members came meanwhile: save them again
+			}
+			g.mu.Unlock()
+		}
 	}
 	return total
 }

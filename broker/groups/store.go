@@ -24,7 +24,10 @@ type (
 //     CommitOffsets is atomic for the whole slice.
 //   - FetchOffsets of an unknown group is empty, not an error; nil topics
 //     means every topic.
-//   - Groups lists every group that has committed offsets.
+//   - SaveGroupState and DeleteGroupState are fenced like CommitOffsets;
+//     LoadGroupState returns the last state saved (nil if none); DeleteGroup
+//     deletes it too.
+//   - Groups lists every group that has committed offsets or a saved state.
 //   - Brokers lists the live brokers.
 //   - RegistrationLost is closed when this broker's registration ends (nil
 //     before it registered).
@@ -36,6 +39,9 @@ type Store interface {
 	FetchOffsets(ctx context.Context, group string, topics []string) ([]Offset, error)
 	DeleteOffsets(ctx context.Context, group string, own Owner, parts map[string][]int32) error
 	DeleteGroup(ctx context.Context, group string, own Owner) error
+	SaveGroupState(ctx context.Context, group string, own Owner, state []byte) error
+	LoadGroupState(ctx context.Context, group string) ([]byte, error)
+	DeleteGroupState(ctx context.Context, group string, own Owner) error
 	Groups(ctx context.Context) ([]string, error)
 	ExpireOffsets(ctx context.Context, group string, own Owner, cutoffMs int64) (int, error)
 	Brokers(ctx context.Context) ([]coordinator.BrokerInfo, error)
