@@ -1234,3 +1234,58 @@ func TestReaderHeldViewsSurviveReuse(t *testing.T) {
 		t.Fatal("no reuse after the hold was released")
 	}
 }
+
+// TestReaderReadsAheadIntoNextSegment: a sequential reader nearing the end
+// of a segment gets the next segment's index and first chunk fetched in
+// the background, so reading on into it waits for no GET.
+func TestReaderReadsAheadIntoNextSegment(t *testing.T) {
+	for _, ahead := range []bool{true, false} {
+		t.Run(fmt.Sprintf("successor known %v", ahead), func(t *testing.T) {
+			st := rtNewStore(t)
+			o1 := rtOptions{base: 100, batches: 40, indexInterval: 400}
+			s1 := rtBuild(t, o1)
+			o2 := rtOptions{base: s1.ref.EndOffset + 1, batches: 41, indexInterval: 400}
+			s2 := rtBuild(t, o2)
+			rtUpload(t, st, s1, o1)
+			rtUpload(t, st, s2, o2)
+			r := rtNewReader(t, st, ReaderConfig{ChunkSize: 1024, Memory: true, PrefetchChunks: 2})
+			if ahead {
+				r.SetSuccessor(func(seg SegmentRef) (SegmentRef, bool) {
+					if seg.ID == s1.ref.ID {
+						return s2.ref, true
+					}
+					return SegmentRef{}, false
+				})
+			}
+			for off := s1.ref.BaseOffset; off <= s1.ref.EndOffset; {
+				got := rtRead(t, r, s1, off, 900, true)
+				off = lastOffset(got) + 1
+			}
+			next := func() (indexed, chunked bool) {
+				_, indexed = r.index.peek(s2.ref.ID)
+				ch := r.chunks.present(chunkKey{seg: s2.ref.ID, n: 0})
+				return indexed, ch
+			}
+			if ahead {
+				// The index loads in the background, then its chunk.
+				rtEventually(t, 5*time.Second, "the next segment's first chunk", func() bool {
+					_, c := next()
+					return c
+				})
+			}
+			rtIdle(t, r)
+			indexed, chunked := next()
+			if indexed != ahead || chunked != ahead {
+				t.Fatalf("next segment's index fetched %v, first chunk %v; want %v", indexed, chunked, ahead)
+			}
+			if !ahead {
+				return
+			}
+			misses := r.Stats().CacheMisses
+			rtRead(t, r, s2, s2.ref.BaseOffset, 900, true)
+			if m := r.Stats().CacheMisses; m != misses {
+				t.Fatalf("reading on into the next segment waited for %d chunk GETs, want none", m-misses)
+			}
+		})
+	}
+}
