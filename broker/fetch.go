@@ -44,6 +44,7 @@ func (s *Server) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.
 		if size >= int(req.MinBytes) || failed || wait <= 0 || !time.Now().Before(deadline) || len(wakes) == 0 {
 			return resp
 		}
+		resp.Release() // never sent: the chunks it viewed may be reused
 		if !waitAny(ctx, wakes, time.Until(deadline)) {
 			// Deadline or shutdown: answer with whatever there is now.
 			resp, _, _ = s.readFetch(ctx, req, nil)
