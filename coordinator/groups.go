@@ -201,19 +201,7 @@ func (s *Store) SaveGroupState(ctx context.Context, group string, own GroupOwner
 	if len(state) > maxGroupStateBytes {
 		return fmt.Errorf("%s: %w: %d bytes, at most %d", op, ErrInvalid, len(state), maxGroupStateBytes)
 	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(s.keys.groupOwner(group)), "=", own.Revision)).
-		Then(clientv3.OpPut(s.keys.groupState(group), string(state))).
-		Commit()
-	if err != nil {
-		return s.classify(op, ctx, err)
-	}
-	if !resp.Succeeded {
-		return fmt.Errorf("%s: %w: group not owned at revision %d", op, ErrConflict, own.Revision)
-	}
-	return nil
+	return s.fencedGroupWrite(ctx, op, group, own, clientv3.OpPut(s.keys.groupState(group), string(state)))
 }
 
 // DeleteGroupState deletes the group's saved state (not its offsets) if the
@@ -223,11 +211,18 @@ func (s *Store) DeleteGroupState(ctx context.Context, group string, own GroupOwn
 	if err := validateOwnership(op, group, own); err != nil {
 		return err
 	}
+	return s.fencedGroupWrite(ctx, op, group, own, clientv3.OpDelete(s.keys.groupState(group)))
+}
+
+// fencedGroupWrite applies ops in one transaction if the group is owned at
+// own.Revision (its owner key's create revision), else writes nothing and
+// answers ErrConflict.
+func (s *Store) fencedGroupWrite(ctx context.Context, op, group string, own GroupOwner, ops ...clientv3.Op) error {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(s.keys.groupOwner(group)), "=", own.Revision)).
-		Then(clientv3.OpDelete(s.keys.groupState(group))).
+		Then(ops...).
 		Commit()
 	if err != nil {
 		return s.classify(op, ctx, err)

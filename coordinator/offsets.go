@@ -514,20 +514,9 @@ func (s *Store) DeleteGroup(ctx context.Context, group string, own GroupOwner) e
 	if err := validateOwnership(op, group, own); err != nil {
 		return err
 	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(s.keys.groupOwner(group)), "=", own.Revision)).
-		Then(clientv3.OpDelete(s.keys.groupOffsets(group), clientv3.WithPrefix()),
-			clientv3.OpDelete(s.keys.groupState(group))).
-		Commit()
-	if err != nil {
-		return s.classify(op, ctx, err)
-	}
-	if !resp.Succeeded {
-		return fmt.Errorf("%s: %w: group not owned at revision %d", op, ErrConflict, own.Revision)
-	}
-	return nil
+	return s.fencedGroupWrite(ctx, op, group, own,
+		clientv3.OpDelete(s.keys.groupOffsets(group), clientv3.WithPrefix()),
+		clientv3.OpDelete(s.keys.groupState(group)))
 }
 
 // ExpireOffsets deletes the group's offsets whose CommitTimestamp is below
