@@ -183,31 +183,24 @@ func (s *Server) writeResponses(nc net.Conn, queue <-chan queuedResponse) error 
 			resp = d.Response
 			s.metrics.observe(q.hdr.APIKey, time.Since(q.start))
 		}
-		var more map[*kmsg.FetchResponseTopicPartition][][]byte
-		var written func()
 		if fr, ok := resp.(*fetchResponse); ok {
-			if fr.Version >= 4 && fr.Version <= 12 {
-				resp, more, written = fr.FetchResponse, fr.more, fr.Release
+			if fr.Version < 4 || fr.Version > 12 {
+				resp = fr.Flatten() // not a version we encode ourselves
 			} else {
-				resp = fr.Flatten()
+				// Record batches go out by reference (writev), never
+				// copied into a response buffer.
+				if err := bw.Flush(); err != nil {
+					return err
+				}
+				bufs := fetchResponseBuffers(q.hdr.CorrelationID, fr.FetchResponse, fr.more)
+				n, err := bufs.WriteTo(nc)
+				s.metrics.bytesOut.Add(float64(n))
+				if err != nil {
+					return err // not released: the kernel may still be reading the views
+				}
+				fr.Release() // the kernel has copied every byte
+				continue
 			}
-		}
-		if fr, ok := resp.(*kmsg.FetchResponse); ok && fr.Version >= 4 && fr.Version <= 12 {
-			// Record batches go out by reference (writev), never copied
-			// into a response buffer.
-			if err := bw.Flush(); err != nil {
-				return err
-			}
-			bufs := fetchResponseBuffers(q.hdr.CorrelationID, fr, more)
-			n, err := bufs.WriteTo(nc)
-			s.metrics.bytesOut.Add(float64(n))
-			if err != nil {
-				return err // not released: the kernel may still be reading the views
-			}
-			if written != nil {
-				written() // the kernel has copied every byte
-			}
-			continue
 		}
 		out = kafkaproto.AppendResponse(out[:0], q.hdr.CorrelationID, resp)
 		s.metrics.bytesOut.Add(float64(len(out)))
