@@ -90,6 +90,9 @@ func NewMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
 		Region:     cfg.Region,
 		Transport:  tr,
 		MaxRetries: cfg.MaxAttempts,
+		// Checksums go in a trailer (CRC32C, verified by the server), so
+		// the body need not be hashed with SHA-256 to sign it (see Put).
+		TrailingHeaders: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("remote: minio %s: %w", cfg.Endpoint, err)
@@ -162,6 +165,12 @@ func (m *MinIO) Put(ctx context.Context, key string, r io.Reader, size int64) er
 		ContentType: "application/octet-stream",
 		PartSize:    uint64(m.partSize),
 		NumThreads:  uploadConcurrency,
+		// Over plain HTTP minio-go would sign every chunk of the body with
+		// SHA-256 (and the server check each); the CRC32C trailer it sends
+		// instead is what the server verifies before storing anything. Over
+		// HTTPS it sends unsigned payloads already.
+		DisableContentSha256: true,
+		Checksum:             minio.ChecksumCRC32C,
 	}
 	if size < m.threshold {
 		opts.DisableMultipart = true

@@ -73,6 +73,7 @@ func TestObjectStores(t *testing.T) {
 			t.Run("NoPrefix", func(t *testing.T) { testNoPrefix(t, srv, scheme) })
 			t.Run("Multipart", func(t *testing.T) { testMultipart(t, srv, scheme) })
 			t.Run("Bucket", func(t *testing.T) { testBucketCheck(t, srv, scheme) })
+			t.Run("CorruptInTransit", func(t *testing.T) { testCorruptInTransit(t, srv, scheme) })
 			t.Run("String", func(t *testing.T) {
 				s := newStore(t)
 				if strings.Contains(s.String(), srv.SecretKey) || !strings.Contains(s.String(), testBucket) {
