@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // M1: offset commits on etcd. Prepare starts one broker (with its embedded
@@ -30,6 +34,14 @@ import (
 //     answered. The partition offsets committed per second are the rate
 //     figure (goal ≥ m1RateGoal); the latencies of this saturated phase are
 //     reported too (by Little's law they are 50 / the commit rate).
+//   - the etcd floor, open loop: the same 50 × 20 writes per second, each
+//     one compare-and-put transaction of a bucket-sized value straight to
+//     the broker's etcd (clientv3 over loopback, keys outside the broker's
+//     prefix), latency from the intended send time. No etcd-backed commit
+//     can be faster than this on the same machine in the same run; its p99
+//     against L_fsync p99 (etcd_p99_ratio) shows how much of the 4 × budget
+//     etcd itself takes, and commit_p99 / etcd_p99 (vs_etcd_p99) what the
+//     broker adds.
 //
 // A broker that does not advertise OffsetCommit leaves M1 unmeasured with
 // that reason.
@@ -52,24 +64,34 @@ const (
 	FigSatP50      = "sat_p50_ms"          // closed-loop (saturated) phase: commit latency p50
 	FigSatP99      = "sat_p99_ms"          // closed-loop (saturated) phase: commit latency p99
 	FigPacedRate   = "paced_offsets_per_s" // latency phase: partition offsets committed per second
+	FigEtcdP50     = "etcd_p50_ms"         // the etcd floor: one compare-and-put txn at the paced rate, p50
+	FigEtcdP99     = "etcd_p99_ms"         // the etcd floor, p99
+	FigEtcdRatio   = "etcd_p99_ratio"      // etcd_p99 / M1's limit (L_fsync p99), like the ratio
+	FigVsEtcd      = "vs_etcd_p99"         // commit_p99 / etcd_p99
 )
 
 // m1Shown are the figures of M1's row in the printed table.
-var m1Shown = []string{FigCommitP50, FigCommitP99, FigPacedRate, FigOffsetsPerS, FigRateRatio, FigSatP50, FigSatP99, FigRatio}
+var m1Shown = []string{FigCommitP50, FigCommitP99, FigPacedRate, FigOffsetsPerS, FigRateRatio, FigSatP50, FigSatP99, FigEtcdP50, FigEtcdP99, FigEtcdRatio, FigVsEtcd, FigRatio}
 
 // ErrNotAdvertised: the broker does not advertise an API a benchmark needs.
 var ErrNotAdvertised = errors.New("bench: API not advertised by the broker")
 
 type m1Runner struct {
-	env *Env
-	bp  *brokerProc
-	cl  *kgo.Client
+	env  *Env
+	bp   *brokerProc
+	cl   *kgo.Client
+	etcd *clientv3.Client // the broker's embedded etcd
 }
 
 // prepareM1 starts the broker, checks that it serves OffsetCommit and
 // creates the topic; the repetitions share them, each with its own groups.
 func prepareM1(ctx context.Context, env *Env) (_ Runner, err error) {
-	bp, err := env.startBroker(ctx, "m1", 0)
+	etcdPort, _, err := twoFreePorts()
+	if err != nil {
+		return nil, fmt.Errorf("bench: M1: %w", err)
+	}
+	etcdAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(etcdPort))
+	bp, err := env.startBroker(ctx, "m1", 0, "--etcd-listen="+etcdAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -88,10 +110,17 @@ func prepareM1(ctx context.Context, env *Env) (_ Runner, err error) {
 	if _, err := createTopic(ctx, r.cl, m1Topic, m1Partitions, 1, nil); err != nil {
 		return nil, err
 	}
+	if r.etcd, err = clientv3.New(clientv3.Config{Endpoints: []string{"http://" + etcdAddr}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}); err != nil {
+		return nil, fmt.Errorf("bench: M1: etcd client: %w", err)
+	}
 	return r, nil
 }
 
 func (r *m1Runner) Close() error {
+	if r.etcd != nil {
+		r.etcd.Close()
+		r.etcd = nil
+	}
 	if r.cl != nil {
 		r.cl.Close()
 		r.cl = nil
@@ -112,8 +141,18 @@ func (r *m1Runner) Rep(ctx context.Context, i int) (Rep, error) {
 	if err == nil {
 		sat, err = measureCommits(ctx, r.bp.b.Addr, fmt.Sprintf("bench-m1-r%d", i+1), pids, r.env.Opts.Warmup, r.env.Opts.Duration, 0)
 	}
+	var floor Rep
+	if err == nil {
+		floor, err = measureEtcdFloor(ctx, r.etcd, fmt.Sprintf("/strata-bench-m1-floor/r%d/", i+1), r.env.Opts.Warmup, max(r.env.Opts.Duration/3, time.Second), m1PacedInterval)
+	}
 	stopProf()
 	rep := m1Merge(paced, sat)
+	for f, v := range floor {
+		rep[f] = v
+	}
+	if c, e := rep[FigCommitP99], rep[FigEtcdP99]; c.OK() && e.OK() && *e.V > 0 {
+		rep[FigVsEtcd] = Measured(*c.V / *e.V, "")
+	}
 	if aerr := r.bp.alive(); aerr != nil {
 		return rep, aerr
 	}
@@ -329,4 +368,81 @@ func m1Figures(lat []float64, seconds float64, cpu Value, errs int64) Rep {
 	r[FigOffsetsPerS] = Measured(rate, "1/s")
 	r[FigRateRatio] = Measured(rate/m1RateGoal, "")
 	return r
+}
+
+// measureEtcdFloor writes to etcd what M1's paced phase commits, without the
+// broker: m1Groups writers, one compare-and-put transaction of a
+// bucket-sized value each per interval, each on its own key under prefix
+// (removed afterwards), latency from the intended send time. It returns
+// FigEtcdP50 and FigEtcdP99 of the window after warmup.
+func measureEtcdFloor(ctx context.Context, cli *clientv3.Client, prefix string, warmup, duration, interval time.Duration) (Rep, error) {
+	if cli == nil {
+		return nil, errors.New("bench: M1: no etcd client")
+	}
+	lctx, cancel := context.WithTimeout(ctx, warmup+duration+30*time.Second)
+	defer cancel()
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cli.Delete(dctx, prefix, clientv3.WithPrefix())
+		dcancel()
+	}()
+	val := string(make([]byte, 40*m1Partitions)) // about one encoded bucket of m1Partitions offsets
+	start := time.Now()
+	winStart, winEnd := start.Add(warmup), start.Add(warmup+duration)
+	var (
+		mu       sync.Mutex
+		lat      []float64
+		firstErr error
+	)
+	var wg sync.WaitGroup
+	for g := range m1Groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := fmt.Sprintf("%sg%02d", prefix, g)
+			var modRev int64
+			local := make([]float64, 0, 1024)
+			next := start.Add(time.Duration(g) * interval / m1Groups)
+			for lctx.Err() == nil && next.Before(winEnd) {
+				if d := time.Until(next); d > 0 {
+					select {
+					case <-time.After(d):
+					case <-lctx.Done():
+					}
+				}
+				t0 := next
+				next = next.Add(interval)
+				resp, err := cli.Txn(lctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).Then(clientv3.OpPut(key, val)).Commit()
+				t1 := time.Now()
+				if err == nil && !resp.Succeeded {
+					err = fmt.Errorf("compare of %s at mod revision %d failed", key, modRev)
+				}
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					break
+				}
+				modRev = resp.Header.Revision
+				if !t0.Before(winStart) && !t1.After(winEnd) {
+					local = append(local, float64(t1.Sub(t0))/float64(time.Millisecond))
+				}
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, fmt.Errorf("bench: M1: etcd floor: %w", firstErr)
+	}
+	if len(lat) == 0 {
+		return nil, errors.New("bench: M1: etcd floor: no write in the window")
+	}
+	p50, _ := Percentile(lat, 50)
+	p99, _ := Percentile(lat, 99)
+	return Rep{FigEtcdP50: Measured(p50, "ms"), FigEtcdP99: Measured(p99, "ms")}, nil
 }

@@ -64,6 +64,16 @@ func TestM1CeilingVerdict(t *testing.T) {
 		if br.Verdict != tc.want {
 			t.Errorf("p99 %v ms, L_fsync p99 %v ms: verdict %s (%s), want %s", tc.p99, tc.limit, br.Verdict, br.Why, tc.want)
 		}
+		if _, ok := br.Reps[0].Figures[FigEtcdRatio]; ok {
+			t.Errorf("etcd ratio without an etcd figure")
+		}
+	}
+	// The etcd floor is set against the same limit as the primary figure.
+	br := BenchReport{ID: "M1", Primary: m1.Primary, Limit: m1.Limit, LimitFactor: 1, Goal: m1.Goal, Ceiling: true,
+		Reps: []RepReport{{Rep: 1, Figures: Rep{FigCommitP99: Measured(2, "ms"), FigEtcdP99: Measured(3, "ms")}}}}
+	br.finish(Measured(0.5, "ms"))
+	if v := br.Reps[0].Figures[FigEtcdRatio]; !v.OK() || *v.V != 6 {
+		t.Errorf("etcd_p99_ratio = %+v, want 6", v)
 	}
 }
 
@@ -94,7 +104,7 @@ func TestM1AgainstBroker(t *testing.T) {
 		t.Fatalf("M1: %s: %s\nstderr:\n%s", b.Verdict, b.Why, stderr.String())
 	}
 	rep := b.Reps[0].Figures
-	for _, f := range []string{FigCommitP50, FigCommitP99, FigOffsetsPerS, FigCommits, FigRatio} {
+	for _, f := range []string{FigCommitP50, FigCommitP99, FigOffsetsPerS, FigCommits, FigRatio, FigEtcdP50, FigEtcdP99, FigEtcdRatio, FigVsEtcd} {
 		if v := rep[f]; !v.OK() || *v.V <= 0 {
 			t.Errorf("M1 %s = %+v", f, v)
 		}

@@ -148,6 +148,9 @@ func (br *BenchReport) finish(limit Value) {
 		} else {
 			f[FigRatio] = Unmeasured("", "primary figure "+br.Primary+" missing")
 		}
+		if e, ok := f[FigEtcdP99]; ok {
+			f[FigEtcdRatio] = Ratio(e, limit) // M1's etcd floor against the same limit
+		}
 	}
 	names := map[string]bool{}
 	for _, r := range br.Reps {
