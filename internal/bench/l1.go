@@ -32,6 +32,14 @@ import (
 // one not received by then counts as missing (an error). The goal is on
 // the end-to-end p99 against L_fsync p99 (≤ 3 ×, a ceiling); p50 ≤ 5 ms is
 // reported beside it as e2e_p50_goal (≤ 1 meets it).
+//
+// The floor: after each repetition the same producer and consumer run for
+// a third of the window against one more broker, alone, on a topic with
+// one replica — no follower fetch, no high watermark waiting on others.
+// What it measures (floor_e2e_p50_ms / floor_e2e_p99_ms) is what the
+// workload costs on this machine without replication: the producer's 1 ms
+// linger, the client libraries and one broker. floor_ratio is its p99
+// against L_fsync p99, like the ratio; vs_floor_p99 is e2e p99 / floor p99.
 
 const (
 	l1Rate       = 5000 // records per second
@@ -53,14 +61,19 @@ const (
 	FigSent      = "sent"         // records intended in the window
 	FigMissing   = "missing"      // window records the consumer never received
 	FigE2EP50Gol = "e2e_p50_goal" // e2e p50 / 5 ms (≤ 1 meets it)
+	FigFloorP50  = "floor_e2e_p50_ms"
+	FigFloorP99  = "floor_e2e_p99_ms"
+	FigFloorRat  = "floor_ratio"  // floor p99 / L1's limit (L_fsync p99), like the ratio
+	FigVsFloor   = "vs_floor_p99" // e2e p99 / floor p99
 )
 
 // l1Shown are the figures of L1's row in the printed table.
-var l1Shown = []string{FigAckP50, FigAckP99, FigAckP999, FigE2EP50, FigE2EP99, FigE2EP999, FigE2EP50Gol, FigRatio}
+var l1Shown = []string{FigAckP50, FigAckP99, FigAckP999, FigE2EP50, FigE2EP99, FigE2EP999, FigE2EP50Gol, FigFloorP50, FigFloorP99, FigFloorRat, FigVsFloor, FigRatio}
 
 type l1Runner struct {
-	env *Env
-	c   *cluster
+	env   *Env
+	c     *cluster
+	alone *brokerProc // the floor's single broker
 }
 
 func prepareL1(ctx context.Context, env *Env) (Runner, error) {
@@ -68,13 +81,41 @@ func prepareL1(ctx context.Context, env *Env) (Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &l1Runner{env: env, c: c}, nil
+	alone, err := env.startBroker(ctx, "l1-alone", 0)
+	if err != nil {
+		c.stop()
+		return nil, err
+	}
+	return &l1Runner{env: env, c: c, alone: alone}, nil
 }
 
 func (r *l1Runner) Close() error {
 	err := r.c.stop()
 	r.c = nil
+	if r.alone != nil {
+		err = errors.Join(err, r.alone.stop())
+		r.alone = nil
+	}
 	return err
+}
+
+// floor runs the latency loop against the single broker on a fresh topic
+// with one replica and returns the floor figures.
+func (r *l1Runner) floor(ctx context.Context, i int) (Rep, error) {
+	admin, err := adminClient(r.alone.b.Addr)
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close()
+	topic := fmt.Sprintf("bench-l1-floor-r%d", i+1)
+	if _, err := createTopic(ctx, admin, topic, l1Partitions, 1, nil); err != nil {
+		return nil, err
+	}
+	fr, err := measureLatency(ctx, r.alone.b.Addr, topic, []int{r.alone.b.PID()}, r.env.Opts.Warmup, max(r.window()/3, time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("bench: L1 floor: %w", err)
+	}
+	return Rep{FigFloorP50: fr[FigE2EP50], FigFloorP99: fr[FigE2EP99]}, nil
 }
 
 func (r *l1Runner) window() time.Duration {
@@ -96,7 +137,20 @@ func (r *l1Runner) Rep(ctx context.Context, i int) (Rep, error) {
 	if aerr := r.c.alive(); aerr != nil {
 		return rep, aerr
 	}
-	return rep, err
+	if err != nil {
+		return rep, err
+	}
+	fl, err := r.floor(ctx, i)
+	if err != nil {
+		return rep, err
+	}
+	for f, v := range fl {
+		rep[f] = v
+	}
+	if e, f := rep[FigE2EP99], rep[FigFloorP99]; e.OK() && f.OK() && *f.V > 0 {
+		rep[FigVsFloor] = Measured(*e.V / *f.V, "")
+	}
+	return rep, r.alone.alive()
 }
 
 // latencySamples collects the latencies (ms) of the records intended in

@@ -59,7 +59,7 @@ func TestSmokeP2L1(t *testing.T) {
 		}
 	}
 	l1 := r.Benchmarks[1].Reps[0].Figures
-	for _, f := range []string{FigAckP50, FigAckP99, FigE2EP50, FigE2EP99, FigE2EP999, FigRatio} {
+	for _, f := range []string{FigAckP50, FigAckP99, FigE2EP50, FigE2EP99, FigE2EP999, FigRatio, FigFloorP50, FigFloorP99, FigFloorRat, FigVsFloor} {
 		if v := l1[f]; !v.OK() || *v.V <= 0 {
 			t.Errorf("L1 %s = %+v", f, v)
 		}

@@ -151,6 +151,9 @@ func (br *BenchReport) finish(limit Value) {
 		if e, ok := f[FigEtcdP99]; ok {
 			f[FigEtcdRatio] = Ratio(e, limit) // M1's etcd floor against the same limit
 		}
+		if e, ok := f[FigFloorP99]; ok {
+			f[FigFloorRat] = Ratio(e, limit) // L1's floor against the same limit
+		}
 	}
 	names := map[string]bool{}
 	for _, r := range br.Reps {
