@@ -123,7 +123,11 @@ type Manager struct {
 
 	mu    sync.Mutex
 	parts map[partKey]*partState
-	kick  chan struct{}
+	// Work asked for before the next interval: the partitions registered
+	// since the last round (pending) or all of them (kickAll). kick wakes Run.
+	pending map[partKey]bool
+	kickAll bool
+	kick    chan struct{}
 }
 
 // NewManager builds a manager; Run starts its work.
@@ -147,7 +151,7 @@ func NewManager(cfg Config, store remote.Storage, meta Metadata, logger *slog.Lo
 	m := &Manager{
 		cfg: cfg, store: store, meta: meta, reader: r, logger: logger,
 		limit: newRateLimiter(cfg.CopyBytesPerSecond),
-		parts: map[partKey]*partState{}, kick: make(chan struct{}, 1),
+		parts: map[partKey]*partState{}, pending: map[partKey]bool{}, kick: make(chan struct{}, 1),
 	}
 	r.SetSuccessor(func(seg SegmentRef) (SegmentRef, bool) {
 		return m.segmentFor(seg.TopicID, seg.Partition, seg.EndOffset+1)
@@ -177,8 +181,12 @@ func (m *Manager) Register(p Partition) {
 		return
 	}
 	m.parts[k] = &partState{p: p, epoch: -1}
+	// Only this partition's task runs early: a topic of thousands of
+	// partitions registers them one by one, and a round over every
+	// partition per registration made creating it quadratic.
+	m.pending[k] = true
 	m.mu.Unlock()
-	m.Kick()
+	m.wake()
 }
 
 // Unregister forgets a partition replica (closed or moved away).
@@ -188,12 +196,35 @@ func (m *Manager) Unregister(topicID [16]byte, index int32) {
 	m.mu.Unlock()
 }
 
-// Kick runs the tasks now instead of at the next interval.
+// Kick runs every partition's task now instead of at the next interval.
 func (m *Manager) Kick() {
+	m.mu.Lock()
+	m.kickAll = true
+	m.mu.Unlock()
+	m.wake()
+}
+
+func (m *Manager) wake() {
 	select {
 	case m.kick <- struct{}{}:
 	default:
 	}
+}
+
+// kicked returns the partitions whose tasks were asked for early (all of
+// them after Kick) and forgets the request.
+func (m *Manager) kicked() []*partState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*partState
+	for k, s := range m.parts {
+		if m.kickAll || m.pending[k] {
+			out = append(out, s)
+		}
+	}
+	m.kickAll = false
+	clear(m.pending)
+	return out
 }
 
 func (m *Manager) state(topicID [16]byte, index int32) *partState {
@@ -202,17 +233,20 @@ func (m *Manager) state(topicID [16]byte, index int32) *partState {
 	return m.parts[partKey{topicID, index}]
 }
 
-// Run performs every partition's task each TaskInterval until ctx ends.
+// Run performs every partition's task each TaskInterval until ctx ends,
+// and the tasks asked for by Register and Kick in between.
 func (m *Manager) Run(ctx context.Context) {
 	t := time.NewTicker(m.cfg.TaskInterval)
 	defer t.Stop()
+	m.RunOnce(ctx)
 	for {
-		m.RunOnce(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			m.RunOnce(ctx)
 		case <-m.kick:
+			m.runTasks(ctx, m.kicked())
 		}
 	}
 }
@@ -226,6 +260,11 @@ func (m *Manager) RunOnce(ctx context.Context) {
 		states = append(states, s)
 	}
 	m.mu.Unlock()
+	m.runTasks(ctx, states)
+}
+
+// runTasks performs the tasks of states, at most CopyConcurrency at a time.
+func (m *Manager) runTasks(ctx context.Context, states []*partState) {
 	sem := make(chan struct{}, m.cfg.CopyConcurrency)
 	var wg sync.WaitGroup
 	for _, s := range states {

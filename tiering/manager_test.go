@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -323,5 +324,70 @@ func TestManagerOrphansAndFencing(t *testing.T) {
 	}
 	if got := len(e.objects(t)); got != 6 {
 		t.Fatalf("a fenced leader wrote objects: %d", got)
+	}
+}
+
+// countingPart counts the tasks run for a partition (each reads Settings
+// once).
+type countingPart struct {
+	*fakePart
+	tasks atomic.Int64
+}
+
+func (c *countingPart) Settings() Settings {
+	c.tasks.Add(1)
+	return c.fakePart.Settings()
+}
+
+// TestRegisterRunsOnlyThatPartition: registering a partition runs its task
+// at once and no other's (a topic of thousands of partitions registers them
+// one by one; a round over all of them per registration was quadratic),
+// while Kick runs every partition's.
+func TestRegisterRunsOnlyThatPartition(t *testing.T) {
+	e := newManagerEnv(t, Config{TaskInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	waitTasks := func(c *countingPart, n int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for c.tasks.Load() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("partition %x: %d tasks, want %d", c.id, c.tasks.Load(), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	first := &countingPart{fakePart: newFakePart(t, "first", [16]byte{9, 9})}
+	e.m.Register(first)
+	waitTasks(first, 1)
+	time.Sleep(50 * time.Millisecond) // let the round that ran it end
+	before := first.tasks.Load()
+
+	var later []*countingPart
+	for i := range 40 {
+		c := &countingPart{fakePart: newFakePart(t, fmt.Sprintf("p%d", i), [16]byte{7, byte(i)})}
+		later = append(later, c)
+		e.m.Register(c)
+	}
+	for _, c := range later {
+		waitTasks(c, 1)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := first.tasks.Load(); got != before {
+		t.Fatalf("registering 40 other partitions ran the first one's task %d more times, want 0", got-before)
+	}
+	for _, c := range later {
+		if n := c.tasks.Load(); n != 1 {
+			t.Fatalf("partition %x: %d tasks after its registration, want 1", c.id, n)
+		}
+	}
+
+	e.m.Kick()
+	waitTasks(first, before+1)
+	for _, c := range later {
+		waitTasks(c, 2)
 	}
 }
