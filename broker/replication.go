@@ -346,6 +346,10 @@ func (s *Server) applyRole(p *partition, st coordinator.PartitionState) {
 		}
 		s.log.Info("becoming leader", "topic", p.topic, "partition", p.index, "leader_epoch", st.LeaderEpoch, "isr", st.ISR, "log_end", l.LogEndOffset(), "hw", p.highWatermark())
 		p.becomeLeader(st, l.LogEndOffset(), now)
+		if s.tiered(p) {
+			// Resume uploading now rather than at the next task interval.
+			s.tier.KickPartition(p.topicID, p.index)
+		}
 	default:
 		p.resignLeader()
 		p.isrSize.Store(int32(len(st.ISR)))

@@ -204,6 +204,21 @@ func (m *Manager) Kick() {
 	m.wake()
 }
 
+// KickPartition runs one registered partition's task now (a new leader
+// resumes its uploads at once instead of at the next interval).
+func (m *Manager) KickPartition(topicID [16]byte, index int32) {
+	k := partKey{topicID, index}
+	m.mu.Lock()
+	_, ok := m.parts[k]
+	if ok {
+		m.pending[k] = true
+	}
+	m.mu.Unlock()
+	if ok {
+		m.wake()
+	}
+}
+
 func (m *Manager) wake() {
 	select {
 	case m.kick <- struct{}{}:

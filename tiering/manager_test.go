@@ -342,7 +342,7 @@ func (c *countingPart) Settings() Settings {
 // TestRegisterRunsOnlyThatPartition: registering a partition runs its task
 // at once and no other's (a topic of thousands of partitions registers them
 // one by one; a round over all of them per registration was quadratic),
-// while Kick runs every partition's.
+// KickPartition only the one it names, while Kick runs every partition's.
 func TestRegisterRunsOnlyThatPartition(t *testing.T) {
 	e := newManagerEnv(t, Config{TaskInterval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -385,9 +385,21 @@ func TestRegisterRunsOnlyThatPartition(t *testing.T) {
 		}
 	}
 
+	e.m.KickPartition(later[3].id, 0)
+	waitTasks(later[3], 2)
+	time.Sleep(50 * time.Millisecond)
+	if got := first.tasks.Load(); got != before {
+		t.Fatalf("KickPartition of another partition ran the first one's task")
+	}
+	e.m.KickPartition([16]byte{0xee}, 0) // not registered: nothing to run
+
 	e.m.Kick()
 	waitTasks(first, before+1)
-	for _, c := range later {
-		waitTasks(c, 2)
+	for i, c := range later {
+		n := int64(2)
+		if i == 3 {
+			n = 3
+		}
+		waitTasks(c, n)
 	}
 }
