@@ -3,6 +3,8 @@ package tiering
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/stratabroker/strata/internal/hugepages"
 )
 
 // Reuse of memory-cache chunk buffers.
@@ -10,7 +12,9 @@ import (
 // A fresh buffer costs a page fault per page the first time it is written
 // (on this project's VMs a fault costs more than the copy it interrupts:
 // receiving into new 8 MiB buffers ran ~7x slower than into a reused one),
-// so memory chunks are recycled instead of left to the garbage collector.
+// so memory chunks are recycled instead of left to the garbage collector,
+// and new ones are allocated where the kernel can back them with huge pages
+// (internal/hugepages: 512 times fewer faults while the cache first fills).
 //
 // A buffer may be reused only when nothing reads it any more, and cold-read
 // answers are views of it that live until the broker has written them to a
@@ -51,7 +55,7 @@ func (p *bufPool) get(n int64) []byte {
 		p.reused.Add(1)
 		return b
 	}
-	return make([]byte, n)
+	return hugepages.Alloc(int(n))
 }
 
 // put gives b back for reuse; buffers of other sizes, or beyond max, are

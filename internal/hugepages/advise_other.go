@@ -1,0 +1,7 @@
+//go:build !linux
+
+package hugepages
+
+func alignOffset([]byte) int { return 0 }
+
+func advise([]byte) {}
