@@ -794,3 +794,38 @@ func TestCheckpointCodec(t *testing.T) {
 		t.Errorf("short: %v", err)
 	}
 }
+
+// TestFindPositionAcrossBlocks reads back every batch of a segment whose
+// index entries lie far apart, so that finding a batch walks many headers
+// through several findBlock reads, including batches larger than a block
+// and headers that straddle two blocks.
+func TestFindPositionAcrossBlocks(t *testing.T) {
+	cfg := smallConfig()
+	cfg.SegmentBytes = 4 << 20
+	cfg.IndexIntervalBytes = 64 << 10
+	l, _ := openTest(t, t.TempDir(), cfg)
+	var batches [][2]int64
+	for i := range 700 {
+		n := 1 + i%3
+		if i%150 == 5 { // runs of small batches longer than a block between them
+			n = 1500 // about 15 KiB: more than a findBlock
+		}
+		res := appendN(t, l, n, 1000+int64(i), 0)
+		batches = append(batches, [2]int64{res.FirstOffset, res.LastOffset})
+	}
+	if segs := l.Segments(); len(segs) != 1 || segs[0].Size < 3*findBlock {
+		t.Fatalf("want one segment of several blocks, got %+v", segs)
+	}
+	for _, b := range batches {
+		for _, off := range []int64{b[0], (b[0] + b[1]) / 2, b[1]} {
+			got, err := l.Read(off, 1, -1, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs := decodeAll(t, got)
+			if len(recs) != int(b[1]-b[0]+1) || recs[0].off != b[0] || recs[len(recs)-1].off != b[1] {
+				t.Fatalf("read %d: got %d records, want the batch %d..%d", off, len(recs), b[0], b[1])
+			}
+		}
+	}
+}

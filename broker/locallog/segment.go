@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/stratabroker/strata/kafkaproto"
@@ -168,14 +169,36 @@ func (s *segment) readHeader(pos int64) (kafkaproto.BatchHeader, error) {
 // findPosition returns the position of the first batch (at or after the
 // index floor) whose last offset is >= offset, or s.size when none. The
 // caller holds Log.mu (read) and passes the published size.
+//
+// The headers between the index floor and the batch sought are read in
+// blocks of findBlock bytes, one pread for many small batches instead of
+// one per header: a follower or consumer tailing a log of small batches
+// asks for an offset up to index.interval.bytes past its index entry at
+// every fetch.
 func (s *segment) findPosition(offset, size int64) (int64, kafkaproto.BatchHeader, error) {
 	rel := offset - s.base
 	if rel < 0 {
 		rel = 0
 	}
 	pos := floorPosition(s.offIdx, uint32(min(rel, math.MaxUint32)))
+	if pos >= size {
+		return size, kafkaproto.BatchHeader{}, nil
+	}
+	bp := findBufs.Get().(*[findBlock]byte)
+	defer findBufs.Put(bp)
+	var blk []byte // the file's bytes [at, at+len(blk))
+	var at int64
 	for pos < size {
-		h, err := s.readHeader(pos)
+		if pos+hdrSize > at+int64(len(blk)) {
+			// At least a header, even past the published size: a short
+			// file is an error, as reading the header alone would be.
+			n := max(min(int64(findBlock), size-pos), hdrSize)
+			if _, err := s.log.ReadAt(bp[:n], pos); err != nil {
+				return 0, kafkaproto.BatchHeader{}, fmt.Errorf("read batch header of segment %d at %d: %w", s.base, pos, err)
+			}
+			blk, at = bp[:n], pos
+		}
+		h, err := kafkaproto.ParseBatchHeader(blk[pos-at:])
 		if err != nil {
 			return 0, h, err
 		}
@@ -189,6 +212,13 @@ func (s *segment) findPosition(offset, size int64) (int64, kafkaproto.BatchHeade
 	}
 	return size, kafkaproto.BatchHeader{}, nil
 }
+
+// findBlock is how much findPosition reads at once: a little more than the
+// default index.interval.bytes, so that one read usually spans the headers
+// from an index entry to the next.
+const findBlock = 8 << 10
+
+var findBufs = sync.Pool{New: func() any { return new([findBlock]byte) }}
 
 // scanResult is where a scan stopped.
 type scanResult struct {
