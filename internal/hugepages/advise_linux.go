@@ -6,6 +6,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+const supported = true
+
 // alignOffset is how far into b the first Size boundary lies.
 func alignOffset(b []byte) int {
 	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))

@@ -24,7 +24,7 @@ const Size = 2 << 20
 // it, its pages are advised as transparent huge pages before anything
 // touches them. Smaller buffers are plain allocations.
 func Alloc(n int) []byte {
-	if n < Size {
+	if n < Size || !supported {
 		return make([]byte, n)
 	}
 	raw := make([]byte, n+Size)
