@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -393,6 +394,9 @@ func (s *rtSeg) batchAt(pos int64) int {
 }
 
 // rtCacheFiles sums the chunk files in dir.
+//
+// Background fetches may evict (remove) a chunk file between the listing
+// and its stat: a file gone by then is not counted.
 func rtCacheFiles(t testing.TB, dir string) (n int, size int64) {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
@@ -402,6 +406,9 @@ func rtCacheFiles(t testing.TB, dir string) (n int, size int64) {
 	for _, e := range ents {
 		if strings.HasSuffix(e.Name(), chunkSuffix) {
 			fi, err := e.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
