@@ -190,3 +190,40 @@ func TestMeasurePutGetCleansUpOnError(t *testing.T) {
 		t.Fatalf("MeasurePutGet left %d objects after an error (%v)", len(l), err)
 	}
 }
+
+// TestMeasurePutGetPasses checks how many PUTs and GETs S_put and S_get are
+// measured over: PUT passes until measureTime has gone by, at most
+// measurePasses (16) of them; then one warm-up GET pass and measured GET
+// passes the same way. Every pass covers every object. A store without
+// latency reaches the bound; with 250 ms per call, 4 objects and 2 workers
+// a pass lasts about 500 ms, and 2 s is reached after 4.
+func TestMeasurePutGetPasses(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		latency    time.Duration
+		puts, gets [2]int // passes, min and max (the GET warm-up included)
+	}{
+		{"fast store: the pass bound", 0, [2]int{16, 16}, [2]int{17, 17}},
+		{"slow store: the time bound", 250 * time.Millisecond, [2]int{4, 5}, [2]int{5, 6}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := remotetest.NewFaulty(newFS(t))
+			f.SetLatency(tc.latency)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			const objects = 4
+			if _, getMBps, _, _, err := remote.MeasurePutGet(ctx, f, 4096, objects, 2); err != nil || getMBps <= 0 {
+				t.Fatalf("MeasurePutGet: %v MB/s, %v", getMBps, err)
+			}
+			for _, c := range []struct {
+				op     string
+				passes [2]int
+			}{{remotetest.OpPut, tc.puts}, {remotetest.OpGet, tc.gets}} {
+				n := f.Calls(c.op)
+				if n%objects != 0 || n/objects < c.passes[0] || n/objects > c.passes[1] {
+					t.Errorf("%d %s calls for %d objects: want %d..%d whole passes", n, c.op, objects, c.passes[0], c.passes[1])
+				}
+			}
+		})
+	}
+}
