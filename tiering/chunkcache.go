@@ -146,15 +146,27 @@ var errShortObject = errors.New("object shorter than its manifest")
 func (c *chunkCache) write(ch *chunk, r io.Reader, v *batchVerifier) (int64, error) {
 	if c.mem {
 		buf := c.pool.get(ch.size)
-		n := 0
+		n, idle := 0, 0
 		var err error
+		// Single reads into a window that slides with n, not ReadFull of
+		// fixed pieces: a read into less than the HTTP client's 4 KiB
+		// buffer goes through that buffer and is copied, and the end of
+		// every fixed piece was one.
 		for n < len(buf) && err == nil {
 			var k int
-			k, err = io.ReadFull(r, buf[n:min(len(buf), n+verifyPiece)])
+			k, err = r.Read(buf[n:min(len(buf), n+verifyPiece)])
 			n += k
-			if v != nil && k > 0 {
-				v.feed(buf, n)
+			if k > 0 {
+				idle = 0
+				if v != nil {
+					v.feed(buf, n)
+				}
+			} else if idle++; idle > 100 && err == nil {
+				err = io.ErrNoProgress
 			}
+		}
+		if n == len(buf) && err == io.EOF {
+			err = nil // the last bytes came with the end of the body
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) || (err == io.EOF && ch.size > 0) {
 			err = fmt.Errorf("%w: %d of %d bytes", errShortObject, n, ch.size)
@@ -195,8 +207,8 @@ func (c *chunkCache) write(ch *chunk, r io.Reader, v *batchVerifier) (int64, err
 	return n, err
 }
 
-// verifyPiece is how much of a memory chunk arrives between verifier
-// steps: small enough that the bytes are still in the CPU's caches.
+// verifyPiece is the most of a memory chunk one read takes before the
+// verifier steps: small enough that the bytes are still in the CPU's caches.
 const verifyPiece = 256 << 10
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
