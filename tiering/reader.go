@@ -121,6 +121,7 @@ type Reader struct {
 	cfg          ReaderConfig
 	logger       *slog.Logger
 	chunks       *chunkCache
+	copies       *copyPool // buffers of batches copied out of two chunks
 	index        *indexCache
 	tempDir      string        // removed by Close when CacheDir was empty
 	gets         chan struct{} // GET slots (Concurrency)
@@ -196,7 +197,7 @@ func NewReader(st remote.Storage, cfg ReaderConfig, logger *slog.Logger) (*Reade
 	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Reader{
-		st: st, cfg: cfg, logger: logger, chunks: cc, index: newIndexCache(cfg.IndexCacheBytes), tempDir: tempDir,
+		st: st, cfg: cfg, logger: logger, chunks: cc, copies: newCopyPool(), index: newIndexCache(cfg.IndexCacheBytes), tempDir: tempDir,
 		gets: make(chan struct{}, cfg.Concurrency), prefetching: make(chan struct{}, max(1, cfg.Concurrency*3/4)),
 		fetchTimeout: defaultFetchTimeout, base: base, cancel: cancel, seq: map[[16]byte]int64{},
 	}, nil
@@ -1016,13 +1017,18 @@ func (r *Reader) read(c *cursor, seg SegmentRef, offset int64, maxBytes int, min
 			return nil, start, err
 		}
 		if !ok {
-			// The batch straddles two chunks: a copy of it is a part.
+			// The batch straddles two chunks: a copy of it is a part, in a
+			// recycled buffer that hold returns (bufpool.go).
 			closeView()
-			b, err := s.readBatch(make([]byte, 0, h.Size()), h)
+			cb := r.copies.get(h.Size())
+			b, err := s.readBatch(cb.b[:0], h)
 			if err != nil {
+				cb.drop()
 				return nil, start, err
 			}
-			parts = append(parts, b)
+			hold.add(cb)
+			cb.drop() // hold's reference remains
+			parts = append(parts, b[:len(b):len(b)])
 			n += h.Size()
 			s.advance(h)
 			continue

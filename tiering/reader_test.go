@@ -1228,8 +1228,20 @@ func TestReaderHeldViewsSurviveReuse(t *testing.T) {
 	if e.r.chunks.pool.reused.Load() == 0 {
 		t.Fatal("no chunk buffer was reused")
 	}
+	// Batches straddling two chunks were answered as copies in recycled
+	// buffers, and the held read had such a copy among its parts.
+	copiesReused := int64(0)
+	for _, c := range e.r.copies.classes {
+		copiesReused += c.reused.Load()
+	}
+	if copiesReused == 0 {
+		t.Fatal("no straddling batch's copy buffer was reused")
+	}
+	if len(parts) < 2 || len(held.bufs) < 2 {
+		t.Fatalf("first read: %d parts, %d held buffers: want a straddling copy beside the views", len(parts), len(held.bufs))
+	}
 	if got := ownedParts(parts, &held); !bytes.Equal(got, want) {
-		t.Fatal("held views changed while their chunks were evicted and buffers reused")
+		t.Fatal("held views and copies changed while their chunks were evicted and buffers reused")
 	}
 	reusedBefore := e.r.chunks.pool.reused.Load()
 	held.Release()
