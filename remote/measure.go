@@ -25,21 +25,19 @@ const (
 	measurePasses = 16
 )
 
-// MeasurePutGet measures the store's S_put and S_get limits (BENCHMARKS.md):
-// it PUTs objects objects of objSize incompressible bytes with concurrency
-// workers (the same objects again, pass after pass, until the passes have
-// taken measureTime, at most measurePasses of them), then GETs each back in
-// full, and returns the aggregate MB/s
-// (1 MB = 10^6 bytes) and the p99 latency of one PUT and one whole GET. The
-// first GET pass is not measured: it warms the store and the reader (buffers
-// touched once, connections open), which otherwise made S_get measured
-// before a run read half of S_get measured after it. The GET passes after it
-// are measured like the PUTs: one pass of 256 MiB lasts a quarter of a second
-// (GET) to under a second (PUT), too short for a limit that ratios are judged
-// against. Keys
-// go under "strata-bench/<random>/" and are deleted before it returns, also
-// on error (with a fresh 30 s context if ctx is done). A GET that returns a
-// wrong length or wrong bytes is an error.
+// MeasurePutGet measures the store's S_put and S_get limits (BENCHMARKS.md)
+// and returns them in MB/s (1 MB = 10^6 bytes) with the p99 latency of one
+// PUT and one whole GET. It PUTs objects objects of objSize incompressible
+// bytes with concurrency workers, pass after pass over the same objects,
+// until the passes have taken measureTime (at most measurePasses of them):
+// one pass of 256 MiB lasts a quarter of a second (GET) to under a second
+// (PUT), too short for a limit that ratios are judged against. Then it GETs
+// each object back in full the same way, after one unmeasured pass that
+// warms the store and the reader (buffers touched once, connections open),
+// which otherwise made S_get measured before a run read half of S_get
+// measured after it. Keys go under "strata-bench/<random>/" and are deleted
+// before it returns, also on error (with a fresh 30 s context if ctx is
+// done). A GET that returns a wrong length or wrong bytes is an error.
 func MeasurePutGet(ctx context.Context, s Storage, objSize int64, objects, concurrency int) (putMBps, getMBps float64, putP99, getP99 time.Duration, err error) {
 	switch {
 	case s == nil:

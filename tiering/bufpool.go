@@ -132,7 +132,9 @@ func (h *Hold) Release() {
 // CPU in C2, more than the copy. Buffers come in power-of-two classes from
 // copyMinSize; a copy larger than the largest class is a plain allocation.
 // They are counted like chunk buffers: the Hold that takes the copy returns
-// its buffer once the answer is written.
+// its buffer once the answer is written. The free buffers kept are bounded
+// by copyClassMem per class; a reader uses one or two classes (its batch
+// sizes), so 16-32 MiB beside the chunk cache.
 type copyPool struct {
 	classes [copyClasses]*bufPool
 }
@@ -140,7 +142,7 @@ type copyPool struct {
 const (
 	copyMinSize  = 64 << 10
 	copyClasses  = 8        // 64 KiB .. 8 MiB
-	copyClassMem = 32 << 20 // free buffers kept per class, in bytes (at least 2 buffers)
+	copyClassMem = 16 << 20 // free buffers kept per class, in bytes (at least 2 buffers)
 )
 
 func newCopyPool() *copyPool {

@@ -12,7 +12,9 @@
 //
 // The memory stays the garbage collector's: Alloc returns an ordinary
 // slice, so a buffer that escapes is freed like any other. Only the advice
-// on its address range outlives it, which is harmless.
+// on its address range outlives it, which is harmless. To start on a
+// boundary Alloc allocates Size bytes more than asked; that slack is never
+// touched, so it costs address space and heap accounting, not memory.
 package hugepages
 
 // Size is the huge page size Alloc aligns to (x86-64 and arm64 with 4 KiB
