@@ -26,7 +26,8 @@ import (
 // its buffer as never to be reused; a Hold that is never released only
 // costs the reuse (the garbage collector frees the buffer as before).
 
-// bufPool keeps up to max free buffers of exactly size bytes.
+// bufPool keeps up to max free buffers of size bytes each (their capacity;
+// get may hand one out shorter).
 type bufPool struct {
 	size int64
 	max  int
@@ -40,10 +41,10 @@ func newBufPool(size int64, max int) *bufPool {
 	return &bufPool{size: size, max: max}
 }
 
-// get returns a buffer of n bytes, reused when n is the pool's size. Its
-// contents are whatever the last user left.
+// get returns a buffer of n bytes, one of the pool's (capacity size) when n
+// is at most its size. Its contents are whatever the last user left.
 func (p *bufPool) get(n int64) []byte {
-	if p == nil || n != p.size {
+	if p == nil || n > p.size {
 		return make([]byte, n)
 	}
 	p.mu.Lock()
@@ -53,9 +54,9 @@ func (p *bufPool) get(n int64) []byte {
 		p.free[k-1] = nil
 		p.free = p.free[:k-1]
 		p.reused.Add(1)
-		return b
+		return b[:n]
 	}
-	return hugepages.Alloc(int(n))
+	return hugepages.Alloc(int(p.size))[:n]
 }
 
 // put gives b back for reuse; buffers of other sizes, or beyond max, are
@@ -126,10 +127,12 @@ func (h *Hold) Release() {
 }
 
 // copyPool recycles the buffers of batches copied out of two chunks (a
-// batch straddling a chunk boundary is answered as a copy of its own). One
-// such batch comes with about every chunk a sequential reader crosses, and
-// a fresh buffer for each cost its page faults: a quarter of the broker's
-// CPU in C2, more than the copy. Buffers come in power-of-two classes from
+// batch straddling a chunk boundary is answered as a copy of its own).
+// Chunks start at batch boundaries where the offset index has one near
+// (indexcache.go), so this happens only where batches are larger than the
+// slack; before that, one such batch came with every chunk a sequential
+// reader crossed, and a fresh buffer for each cost its page faults: a
+// quarter of the broker's CPU in C2, more than the copy. Buffers come in power-of-two classes from
 // copyMinSize; a copy larger than the largest class is a plain allocation.
 // They are counted like chunk buffers: the Hold that takes the copy returns
 // its buffer once the answer is written. The free buffers kept are bounded

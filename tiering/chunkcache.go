@@ -14,9 +14,10 @@ import (
 
 // Disk chunk cache of remote .log objects.
 //
-// A chunk is the ChunkSize-aligned byte range [n*ChunkSize, min((n+1)*ChunkSize,
-// LogSize)) of one segment's .log object, fetched with one ranged GET and kept
-// as one file in the cache directory:
+// A chunk is byte range n of one segment's .log object as the segment's
+// index lays them out (about ChunkSize each, starting at batch boundaries:
+// indexcache.go), fetched with one ranged GET and kept in memory or as one
+// file in the cache directory:
 //
 //	<segment id hex>-<chunk number, 10 digits>-<generation>.chunk
 //
@@ -231,7 +232,7 @@ func (c *chunkCache) finish(ch *chunk, err error) {
 	} else {
 		ch.ready = true
 		ch.elem = c.lru.PushFront(ch)
-		c.bytes += ch.size
+		c.bytes += ch.cost()
 		evict = c.evictLocked()
 	}
 	c.mu.Unlock()
@@ -254,7 +255,7 @@ func (c *chunkCache) forget(id [16]byte) {
 		if ch.ready {
 			c.lru.Remove(ch.elem)
 			ch.elem = nil
-			c.bytes -= ch.size
+			c.bytes -= ch.cost()
 			if ch.refs == 0 {
 				evict = append(evict, ch)
 			}
@@ -288,7 +289,7 @@ func (c *chunkCache) invalidate(ch *chunk) {
 		ch.dead = true
 		c.lru.Remove(ch.elem)
 		ch.elem = nil
-		c.bytes -= ch.size
+		c.bytes -= ch.cost()
 		if c.chunks[ch.key] == ch {
 			delete(c.chunks, ch.key)
 		}
@@ -313,7 +314,7 @@ func (c *chunkCache) evictLocked() []*chunk {
 			ch.elem = nil
 			ch.dead = true
 			delete(c.chunks, ch.key)
-			c.bytes -= ch.size
+			c.bytes -= ch.cost()
 			out = append(out, ch)
 		}
 		e = prev
@@ -346,6 +347,16 @@ func (c *chunkCache) discard(chunks []*chunk) {
 		}
 		_ = os.Remove(ch.path)
 	}
+}
+
+// cost is what a ready chunk counts against the cache's bound: in a memory
+// cache its buffer's capacity (every buffer can hold the largest chunk), on
+// disk its size.
+func (ch *chunk) cost() int64 {
+	if ch.buf != nil {
+		return int64(cap(ch.buf.b))
+	}
+	return ch.size
 }
 
 // wait blocks until ch is loaded or ctx ends.

@@ -43,6 +43,8 @@ type segIndex struct {
 	logKey string
 	offs   []remoteOffsetEntry
 	times  []remoteTimeEntry
+	cs     int64   // the Reader's chunk size
+	starts []int64 // where each chunk of the .log starts (chunkStarts)
 	cost   int64
 }
 
@@ -139,13 +141,76 @@ func (ix *segIndex) timeFloor(ts int64) int64 {
 	return ix.m.BaseOffset + int64(ix.times[i-1].rel) + 1
 }
 
-// indexEntry is one index-cache slot: loading until done closes, then
-// either ix or err (a failed load leaves the map at once).
-// chunks is the number of chunks of size cs in the segment's .log.
-func (ix *segIndex) chunks(cs int64) int64 {
-	return (ix.m.LogSize + cs - 1) / cs
+// Chunks: the ranges of a segment's .log fetched with one ranged GET each
+// and cached whole. Chunk n starts at starts[n] and ends where chunk n+1
+// starts (the last at the end of the log). Chunks start at batch
+// boundaries, so that no batch straddles two of them — a straddling batch
+// must be copied out of both and CRC-checked at read time, while a batch
+// inside one chunk goes to the client as a view of it, checked as its bytes
+// arrived (verify.go). Chunk n >= 1 starts at the first offset-index
+// position in [n*cs, n*cs + cs/chunkSlackDiv): every index position is a
+// batch's start, and the index has one at least every index.interval.bytes.
+// Where it has none in that range (batches larger than the slack), the
+// chunk starts at n*cs and the batch across it is copied as before. A tail
+// shorter than the slack joins the chunk before it. So every chunk is
+// smaller than cs + cs/chunkSlackDiv, and larger than cs - cs/chunkSlackDiv
+// but for the last.
+const chunkSlackDiv = 8
+
+// chunkStarts lays out the chunks of a log of logSize bytes with the offset
+// index offs (positions strictly increasing, inside the log).
+func chunkStarts(offs []remoteOffsetEntry, logSize, cs int64) []int64 {
+	if logSize <= 0 {
+		return nil
+	}
+	slack := max(cs/chunkSlackDiv, 1)
+	starts := make([]int64, 1, logSize/cs+1)
+	j := 0
+	for lo := cs; lo < logSize && logSize-lo >= slack; lo += cs {
+		for j < len(offs) && int64(offs[j].pos) < lo {
+			j++
+		}
+		b := lo
+		if j < len(offs) && int64(offs[j].pos) < lo+slack {
+			b = int64(offs[j].pos)
+		}
+		starts = append(starts, b)
+	}
+	return starts
 }
 
+// maxChunkSize bounds the size of a chunk laid out with chunk size cs.
+func maxChunkSize(cs int64) int64 { return cs + max(cs/chunkSlackDiv, 1) }
+
+// chunks is the number of chunks of the segment's .log.
+func (ix *segIndex) chunks() int64 { return int64(len(ix.starts)) }
+
+// chunkSpan returns where chunk n starts in the log and its size.
+func (ix *segIndex) chunkSpan(n int64) (start, size int64) {
+	start, end := ix.starts[n], ix.m.LogSize
+	if n+1 < int64(len(ix.starts)) {
+		end = ix.starts[n+1]
+	}
+	return start, end - start
+}
+
+// chunkAt returns the chunk holding log position pos (0 for pos < 0, the
+// last chunk past the end). Chunk pos/cs starts at or after n*cs and less
+// than cs/chunkSlackDiv after it, so pos is in that chunk or the one
+// before.
+func (ix *segIndex) chunkAt(pos int64) int64 {
+	if pos <= 0 || len(ix.starts) == 0 {
+		return 0
+	}
+	n := min(pos/ix.cs, int64(len(ix.starts))-1)
+	if ix.starts[n] > pos {
+		n--
+	}
+	return n
+}
+
+// indexEntry is one index-cache slot: loading until done closes, then
+// either ix or err (a failed load leaves the map at once).
 type indexEntry struct {
 	id   [16]byte
 	done chan struct{}

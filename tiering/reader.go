@@ -21,7 +21,7 @@ import (
 //
 //	Read(seg, offset) ─→ index cache ─(miss)─→ GET .manifest, ranged GET of the .indexes sections
 //	        │                 └─ offset index: floor(offset) → log position
-//	        └─→ chunk cache ─(miss)─→ ranged GET of whole aligned chunks of .log ─→ cache file
+//	        └─→ chunk cache ─(miss)─→ ranged GET of whole chunks of .log ─→ cache
 //	                 └─ scan batch headers forward from the position, skip batches
 //	                    before offset, check and return whole batches
 //
@@ -64,8 +64,9 @@ type SegmentRef struct {
 
 // ReaderConfig configures a Reader. Zero values take the defaults.
 type ReaderConfig struct {
-	// ChunkSize: bytes per ranged GET of a .log object (whole aligned
-	// chunks). Default 4 MiB.
+	// ChunkSize: bytes per ranged GET of a .log object, about: chunks
+	// start at batch boundaries near multiples of it, and are shorter
+	// than ChunkSize*9/8 (indexcache.go). Default 4 MiB.
 	ChunkSize int64
 	// CacheDir holds the disk chunk cache; NewReader creates it and removes
 	// the chunk files left in it. Empty: a temporary directory removed by
@@ -181,7 +182,7 @@ func NewReader(st remote.Storage, cfg ReaderConfig, logger *slog.Logger) (*Reade
 	if cc != nil && cfg.Memory {
 		// Enough free buffers for the chunks that come in while others are
 		// being evicted; beyond it they go to the garbage collector.
-		cc.mem, cc.pool = true, newBufPool(cfg.ChunkSize, int(max(4, cfg.CacheBytes/cfg.ChunkSize/4)))
+		cc.mem, cc.pool = true, newBufPool(maxChunkSize(cfg.ChunkSize), int(max(4, cfg.CacheBytes/cfg.ChunkSize/4)))
 	}
 	if err != nil {
 		if tempDir != "" {
@@ -382,10 +383,11 @@ func (r *Reader) fetchIndex(ctx context.Context, seg SegmentRef) (*segIndex, err
 	if err != nil {
 		return nil, fmt.Errorf("segment %x: %w", seg.ID[:], err)
 	}
+	starts := chunkStarts(offs, m.LogSize, r.cfg.ChunkSize)
 	return &segIndex{
 		id: seg.ID, m: m, logKey: SegmentKey(seg.Topic, seg.TopicID, seg.Partition, seg.BaseOffset, seg.ID, ExtLog),
-		offs: offs, times: times,
-		cost: indexEntryOverhead + int64(len(mb)) + int64(len(offs))*8 + int64(len(times))*16,
+		offs: offs, times: times, cs: r.cfg.ChunkSize, starts: starts,
+		cost: indexEntryOverhead + int64(len(mb)) + int64(len(offs))*8 + int64(len(times))*16 + int64(len(starts))*8,
 	}, nil
 }
 
@@ -420,16 +422,12 @@ func (r *Reader) getBytes(ctx context.Context, key string, off, length, limit in
 
 // ---- chunks ----
 
-// chunkLen is the size of chunk n of a log of logSize bytes.
-func (r *Reader) chunkLen(logSize, n int64) int64 {
-	return min(r.cfg.ChunkSize, logSize-n*r.cfg.ChunkSize)
-}
-
 // acquireChunk returns chunk n of seg, pinned (release it with
 // chunks.release), fetching it when needed.
 func (r *Reader) acquireChunk(ctx context.Context, ix *segIndex, n int64) (*chunk, bool, error) {
 	key := chunkKey{seg: ix.id, n: n}
-	ch, hit, created := r.chunks.lookup(key, r.chunkLen(ix.m.LogSize, n), true)
+	_, size := ix.chunkSpan(n)
+	ch, hit, created := r.chunks.lookup(key, size, true)
 	if hit {
 		r.nHits.Add(1)
 		return ch, true, nil
@@ -474,7 +472,7 @@ func (r *Reader) fetchChunk(ch *chunk, ix *segIndex, prefetch bool) {
 	if prefetch {
 		r.nPrefetch.Add(1)
 	}
-	off := ch.key.n * r.cfg.ChunkSize
+	off, _ := ix.chunkSpan(ch.key.n)
 	rc, err := r.st.GetRange(ctx, ix.logKey, off, ch.size)
 	if err != nil {
 		r.chunks.finish(ch, err)
@@ -507,7 +505,8 @@ func (r *Reader) prefetch(ix *segIndex, first, last int64) {
 		default:
 			return
 		}
-		ch, _, created := r.chunks.lookup(key, r.chunkLen(ix.m.LogSize, n), false)
+		_, size := ix.chunkSpan(n)
+		ch, _, created := r.chunks.lookup(key, size, false)
 		if !created {
 			<-r.prefetching
 			continue
@@ -534,7 +533,7 @@ func (r *Reader) noteRead(seg SegmentRef, ix *segIndex, offset, first, last int6
 	if !(seen && first >= prev && first <= prev+1) && offset != seg.BaseOffset {
 		return
 	}
-	chunks := ix.chunks(r.cfg.ChunkSize)
+	chunks := ix.chunks()
 	r.prefetch(ix, last+1, min(last+int64(r.cfg.PrefetchChunks), chunks-1))
 	// Near the segment's end the read-ahead continues into the next
 	// segment: its index and first chunks, so that a sequential reader does
@@ -571,7 +570,7 @@ func (r *Reader) successorOf(seg SegmentRef) (SegmentRef, bool) {
 func (r *Reader) prefetchSegment(seg SegmentRef, n int64) {
 	if ix, ok := r.index.peek(seg.ID); ok {
 		if ix != nil {
-			r.prefetch(ix, 0, min(n, ix.chunks(r.cfg.ChunkSize))-1)
+			r.prefetch(ix, 0, min(n, ix.chunks())-1)
 		}
 		return
 	}
@@ -586,7 +585,7 @@ func (r *Reader) prefetchSegment(seg SegmentRef, n int64) {
 		ix, err := r.segIndex(ctx, seg)
 		<-r.prefetching
 		if err == nil {
-			r.prefetch(ix, 0, min(n, ix.chunks(r.cfg.ChunkSize))-1)
+			r.prefetch(ix, 0, min(n, ix.chunks())-1)
 		}
 	})
 	if !ok {
@@ -594,21 +593,26 @@ func (r *Reader) prefetchSegment(seg SegmentRef, n int64) {
 	}
 }
 
-// warm starts, in parallel, the GETs of every chunk a Read of up to
-// maxBytes from offset will need past its first one, so that one Read costs
-// about one GET's latency rather than one per chunk. (The scan fetches the
-// first chunk itself.)
+// warm starts, in parallel and in order, the GETs of every chunk a Read of
+// up to maxBytes from offset will need, so that one Read costs about one
+// GET's latency rather than one per chunk. The first chunk's GET goes
+// first: a cold reader's first answer waits for it, and a later chunk
+// requested ahead of it only shares the store's bandwidth with it. (The
+// bytes scanned before offset's batch are not counted: a chunk they add is
+// fetched by the scan itself.)
 func (r *Reader) warm(ix *segIndex, offset int64, maxBytes int) {
+	if ix.chunks() == 0 {
+		return // an empty log
+	}
 	pos, _ := ix.floor(offset)
-	cs := r.cfg.ChunkSize
-	chunks := (ix.m.LogSize + cs - 1) / cs
-	first, last := pos/cs, min((pos+int64(max(maxBytes, 0)))/cs, chunks-1)
-	for n := first + 1; n <= last; n++ {
+	first, last := ix.chunkAt(pos), ix.chunkAt(pos+int64(max(maxBytes, 1))-1)
+	for n := first; n <= last; n++ {
 		key := chunkKey{seg: ix.id, n: n}
 		if r.chunks.present(key) {
 			continue
 		}
-		ch, _, created := r.chunks.lookup(key, r.chunkLen(ix.m.LogSize, n), false)
+		_, size := ix.chunkSpan(n)
+		ch, _, created := r.chunks.lookup(key, size, false)
 		if created {
 			r.startFetch(ch, ix, false)
 		}
@@ -663,9 +667,8 @@ func (c *cursor) suspects() []*chunk {
 // readAt fills p from the log at pos; the caller checked the range is inside
 // the log.
 func (c *cursor) readAt(p []byte, pos int64) error {
-	cs := c.r.cfg.ChunkSize
 	for len(p) > 0 {
-		n := pos / cs
+		n := c.ix.chunkAt(pos)
 		if c.cur == nil || c.cur.key.n != n {
 			if err := c.open(n); err != nil {
 				return err
@@ -674,7 +677,8 @@ func (c *cursor) readAt(p []byte, pos int64) error {
 		if len(c.recent) == 0 || c.recent[len(c.recent)-1].ch != c.cur {
 			c.recent = append(c.recent, usedChunk{c.cur, c.curSuspect})
 		}
-		within := pos - n*cs
+		start, _ := c.ix.chunkSpan(n)
+		within := pos - start
 		k := min(int64(len(p)), c.cur.size-within)
 		if c.mem != nil {
 			copy(p[:k], c.mem[within:within+k])
@@ -694,9 +698,8 @@ func (c *cursor) readAt(p []byte, pos int64) error {
 // it they start, when one memory chunk holds them all; ok is false for the
 // disk cache or a range across chunks (the caller copies instead).
 func (c *cursor) view(pos, n int64) (mem []byte, within int64, ok bool, err error) {
-	cs := c.r.cfg.ChunkSize
-	k := pos / cs
-	if n <= 0 || (pos+n-1)/cs != k {
+	k := c.ix.chunkAt(pos)
+	if n <= 0 || c.ix.chunkAt(pos+n-1) != k {
 		return nil, 0, false, nil
 	}
 	if c.cur == nil || c.cur.key.n != k {
@@ -710,7 +713,8 @@ func (c *cursor) view(pos, n int64) (mem []byte, within int64, ok bool, err erro
 	if len(c.recent) == 0 || c.recent[len(c.recent)-1].ch != c.cur {
 		c.recent = append(c.recent, usedChunk{c.cur, c.curSuspect})
 	}
-	within = pos - k*cs
+	start, _ := c.ix.chunkSpan(k)
+	within = pos - start
 	if within+n > int64(len(c.mem)) {
 		return nil, 0, false, nil // the chunk is shorter than the manifest says; readAt reports it
 	}
@@ -920,7 +924,7 @@ func (r *Reader) ReadParts(ctx context.Context, seg SegmentRef, offset int64, ma
 	if err != nil {
 		return nil, err
 	}
-	r.noteRead(seg, ix, offset, start/r.cfg.ChunkSize, last)
+	r.noteRead(seg, ix, offset, ix.chunkAt(start), last)
 	return out, nil
 }
 

@@ -369,16 +369,26 @@ func rtRead(t testing.TB, r *Reader, s *rtSeg, offset int64, maxBytes int, minOn
 	}
 	// The memory cache answers with views of chunks: each part lies in
 	// one chunk or is one batch straddling two, and no part is empty.
+	ix := rtIndex(t, r, s)
 	pos := int64(bytes.Index(s.log, want))
 	for i, p := range parts {
-		cs := r.cfg.ChunkSize
 		oneBatch := s.batchAt(pos) == len(p)
-		if len(p) == 0 || (pos/cs != (pos+int64(len(p))-1)/cs && !oneBatch) {
-			t.Fatalf("Read(%d, %d, %v): part %d of %d bytes at %d crosses chunks of %d", offset, maxBytes, minOne, i, len(p), pos, cs)
+		if len(p) == 0 || (ix.chunkAt(pos) != ix.chunkAt(pos+int64(len(p))-1) && !oneBatch) {
+			t.Fatalf("Read(%d, %d, %v): part %d of %d bytes at %d crosses chunks %v", offset, maxBytes, minOne, i, len(p), pos, ix.starts)
 		}
 		pos += int64(len(p))
 	}
 	return got
+}
+
+// rtIndex is the reader's cached index of s (loaded by a Read before).
+func rtIndex(t testing.TB, r *Reader, s *rtSeg) *segIndex {
+	t.Helper()
+	ix, ok := r.index.peek(s.ref.ID)
+	if !ok || ix == nil {
+		t.Fatalf("segment %x: no index in the cache", s.ref.ID[:])
+	}
+	return ix
 }
 
 // batchAt is the size of the batch at log position pos, 0 if none starts there.
@@ -570,9 +580,14 @@ func TestReaderCacheHits(t *testing.T) {
 	if st2.CacheHits < st.CacheHits+chunks+1 {
 		t.Fatalf("re-reads: %d cache hits, want at least %d", st2.CacheHits, st.CacheHits+chunks+1)
 	}
+	ix := rtIndex(t, e.r, s)
+	if ix.chunks() != chunks {
+		t.Fatalf("%d chunks, want %d", ix.chunks(), chunks)
+	}
 	for n := int64(0); n < chunks; n++ {
-		if got := e.st.gets(s.key(ExtLog), n*1024); got != 1 {
-			t.Fatalf("chunk %d fetched %d times", n, got)
+		at, _ := ix.chunkSpan(n)
+		if got := e.st.gets(s.key(ExtLog), at); got != 1 {
+			t.Fatalf("chunk %d (at %d) fetched %d times", n, at, got)
 		}
 	}
 	if n, size := rtCacheFiles(t, e.dir); int64(n) != chunks || size != int64(len(s.log)) {
@@ -882,7 +897,8 @@ func TestReaderDeadlineStillFillsCache(t *testing.T) {
 		t.Fatalf("Read past its deadline: %v, want ErrUnavailable and DeadlineExceeded", err)
 	}
 	close(gate) // the store answers late
-	rtEventually(t, 5*time.Second, "the late chunk to land in the cache", func() bool { return e.r.Stats().CacheBytes == 4096 })
+	_, size := rtIndex(t, e.r, s).chunkSpan(0)
+	rtEventually(t, 5*time.Second, "the late chunk to land in the cache", func() bool { return e.r.Stats().CacheBytes == size })
 	rtRead(t, e.r, s, 0, 100, true)
 	if got := e.st.gets(s.key(ExtLog), 0); got != 1 {
 		t.Fatalf("chunk 0 fetched %d times, want 1 (the retry hits the cache)", got)
@@ -1306,5 +1322,138 @@ func TestReaderReadsAheadIntoNextSegment(t *testing.T) {
 				t.Fatalf("reading on into the next segment waited for %d chunk GETs, want none", m-misses)
 			}
 		})
+	}
+}
+
+// TestChunkStarts: the chunk layout against a brute-force reading of its
+// rules, over random index layouts: chunk n >= 1 starts at the first index
+// position in [n*cs, n*cs+slack) or else at n*cs; starts increase; a tail
+// shorter than the slack joins the chunk before; every chunk is shorter
+// than maxChunkSize; chunkAt finds every position's chunk.
+func TestChunkStarts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	if got := chunkStarts(nil, 0, 1024); len(got) != 0 {
+		t.Fatalf("empty log: %v", got)
+	}
+	for iter := 0; iter < 300; iter++ {
+		cs := int64(64 + rng.IntN(2000))
+		logSize := int64(1 + rng.IntN(20_000))
+		var offs []remoteOffsetEntry
+		for pos := int64(rng.IntN(50)); pos < logSize; pos += int64(1 + rng.IntN(int(cs/2)+rng.IntN(3)*int(cs))) {
+			offs = append(offs, remoteOffsetEntry{rel: uint32(len(offs)), pos: uint32(pos)})
+		}
+		starts := chunkStarts(offs, logSize, cs)
+		slack := cs / chunkSlackDiv
+		ix := &segIndex{m: &Manifest{LogSize: logSize}, cs: cs, starts: starts}
+		if len(starts) == 0 || starts[0] != 0 {
+			t.Fatalf("cs %d, log %d: starts %v", cs, logSize, starts)
+		}
+		for n := int64(1); n < int64(len(starts)); n++ {
+			lo := n * cs
+			want := lo
+			for _, e := range offs {
+				if p := int64(e.pos); p >= lo && p < lo+slack {
+					want = p
+					break
+				}
+			}
+			if starts[n] != want {
+				t.Fatalf("cs %d, log %d: chunk %d starts at %d, want %d (index %v)", cs, logSize, n, starts[n], want, offs)
+			}
+		}
+		// The chunk count: one per cs, less a tail shorter than the slack.
+		wantChunks := (logSize + cs - 1) / cs
+		if wantChunks > 1 && logSize-(wantChunks-1)*cs < slack {
+			wantChunks--
+		}
+		if ix.chunks() != wantChunks {
+			t.Fatalf("cs %d, log %d: %d chunks, want %d", cs, logSize, ix.chunks(), wantChunks)
+		}
+		total := int64(0)
+		for n := int64(0); n < ix.chunks(); n++ {
+			at, size := ix.chunkSpan(n)
+			if at != total || size <= 0 || size >= maxChunkSize(cs) {
+				t.Fatalf("cs %d, log %d: chunk %d at %d of %d bytes (max %d), after %d bytes", cs, logSize, n, at, size, maxChunkSize(cs), total)
+			}
+			for pos := at; pos < at+size; pos++ {
+				if got := ix.chunkAt(pos); got != n {
+					t.Fatalf("cs %d, log %d: chunkAt(%d) = %d, want %d", cs, logSize, pos, got, n)
+				}
+			}
+			total += size
+		}
+		if total != logSize {
+			t.Fatalf("cs %d: chunks cover %d bytes of %d", cs, total, logSize)
+		}
+	}
+}
+
+// TestReaderChunksStartAtBatches: with an index entry at every batch, no
+// batch straddles two chunks, so a sequential memory-cache reader is
+// answered with views only, every batch checked as its chunk arrived: no
+// copy, and no CRC pass at read time.
+func TestReaderChunksStartAtBatches(t *testing.T) {
+	// Chunks of 9,000 bytes have a slack of 1,125: more than a batch here,
+	// so every chunk can start at one.
+	const cs = 9000
+	e, s := rtSetup(t, rtOptions{base: 11, batches: 160, indexInterval: 1},
+		ReaderConfig{ChunkSize: cs, CacheBytes: 4 * cs, Memory: true, PrefetchChunks: 2})
+	if int64(len(s.log)) < 6*cs {
+		t.Fatalf("segment of %d bytes is too small to cross chunks", len(s.log))
+	}
+	ctx := context.Background()
+	batches := 0
+	for off := s.ref.BaseOffset; off <= s.ref.EndOffset; {
+		var h Hold
+		parts, err := e.r.ReadParts(ctx, s.ref, off, 900, true, &h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ownedParts(parts, &h)
+		if want := s.expect(off, 900, true); !bytes.Equal(got, want) {
+			t.Fatalf("Read(%d): %d bytes, want %d", off, len(got), len(want))
+		}
+		ix := rtIndex(t, e.r, s)
+		pos := int64(bytes.Index(s.log, got))
+		for _, p := range parts {
+			if ix.chunkAt(pos) != ix.chunkAt(pos+int64(len(p))-1) {
+				t.Fatalf("Read(%d): a part of %d bytes at %d crosses chunks %v", off, len(p), pos, ix.starts)
+			}
+			pos += int64(len(p))
+		}
+		for b := got; len(b) > 0; batches++ {
+			h, err := kafkaproto.ParseBatchHeader(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = b[h.Size():]
+		}
+		h.Release()
+		off = lastOffset(got) + 1
+	}
+	if st := e.r.Stats(); st.PreVerified != int64(batches) {
+		t.Fatalf("%d of %d batches served were checked as they arrived", st.PreVerified, batches)
+	}
+	for _, c := range e.r.copies.classes {
+		if c.reused.Load() != 0 {
+			t.Fatal("a batch was copied out of two chunks")
+		}
+	}
+}
+
+// TestReaderWarmsOnlyWhatItReads: a Read of exactly its first chunk's
+// bytes GETs that chunk alone (prefetch off), not the chunk after it.
+func TestReaderWarmsOnlyWhatItReads(t *testing.T) {
+	e, s := rtSetup(t, rtOptions{batches: 40, indexInterval: 1}, ReaderConfig{ChunkSize: 1024, PrefetchChunks: -1})
+	rtRead(t, e.r, s, s.ref.EndOffset, 1, true) // loads the index (and the last chunk)
+	ix := rtIndex(t, e.r, s)
+	_, size := ix.chunkSpan(0)
+	before := e.r.Stats().Gets
+	rtRead(t, e.r, s, s.ref.BaseOffset, int(size), true)
+	if got := e.r.Stats().Gets - before; got != 1 {
+		t.Fatalf("a read of chunk 0's %d bytes made %d GETs, want 1", size, got)
+	}
+	if at, _ := ix.chunkSpan(1); e.st.gets(s.key(ExtLog), at) != 0 {
+		t.Fatal("chunk 1 was fetched")
 	}
 }
