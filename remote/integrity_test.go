@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -167,6 +170,62 @@ func testCorruptInTransit(t *testing.T, srv *miniotest.Server, scheme string) {
 		if err := s.Delete(ctx, "clean"); err != nil {
 			t.Fatal(err)
 		}
+		if cp, ok := s.(remote.CRC32CPutter); ok {
+			testPutCRC32C(ctx, t, s, cp, proxy, data)
+		}
+	}
+}
+
+// testPutCRC32C: a PUT with the caller's CRC32C carries it (below the
+// multipart threshold) and stores the object; a body damaged in transit, or
+// a CRC that does not match the bytes, is refused and leaves no object.
+func testPutCRC32C(ctx context.Context, t *testing.T, s remote.Storage, cp remote.CRC32CPutter, proxy *corruptingProxy, data []byte) {
+	size := int64(len(data))
+	crc := crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))
+	proxy.takePuts()
+	if err := cp.PutCRC32C(ctx, "summed", bytes.NewReader(data), size, crc); err != nil {
+		t.Fatalf("PutCRC32C of %d bytes: %v", size, err)
+	}
+	rc, err := s.Get(ctx, "summed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get after PutCRC32C of %d bytes: %d bytes, equal %v, err %v", size, len(got), bytes.Equal(got, data), err)
+	}
+	if puts := proxy.takePuts(); size < 5<<20 {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], crc)
+		want := base64.StdEncoding.EncodeToString(b[:])
+		if len(puts) != 1 || puts[0].Get("x-amz-checksum-crc32c") != want {
+			t.Fatalf("PutCRC32C of %d bytes sent %v, want one PUT with x-amz-checksum-crc32c %s", size, puts, want)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		crc     uint32
+		corrupt bool
+	}{{"damaged in transit", crc, true}, {"wrong CRC", crc ^ 1, false}} {
+		if size >= 5<<20 && !tc.corrupt {
+			continue // multipart: the caller's CRC is not sent
+		}
+		proxy.corrupt.Store(tc.corrupt)
+		err := cp.PutCRC32C(ctx, "summed-bad", bytes.NewReader(data), size, tc.crc)
+		proxy.corrupt.Store(false)
+		if err == nil {
+			t.Fatalf("PutCRC32C of %d bytes, %s: succeeded", size, tc.name)
+		}
+		if rc, err := s.Get(ctx, "summed-bad"); !errors.Is(err, remote.ErrNotFound) {
+			if err == nil {
+				rc.Close()
+			}
+			t.Fatalf("Get after PutCRC32C of %d bytes, %s: %v, want ErrNotFound", size, tc.name, err)
+		}
+	}
+	if err := s.Delete(ctx, "summed"); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -78,6 +78,17 @@ type Storage interface {
 	String() string
 }
 
+// CRC32CPutter is a Storage that can store an object with a CRC32C of its
+// bytes given by the caller (who read them anyway): the store checks the
+// bytes it receives against it before storing anything, and the backend
+// computes no checksum of its own (one pass over the body fewer). A
+// mismatch fails like a body damaged in transit: an error, and no object.
+// Backends may check it only for some objects (the S3 backend: objects
+// below its multipart threshold; larger ones go up as Put sends them).
+type CRC32CPutter interface {
+	PutCRC32C(ctx context.Context, key string, r io.Reader, size int64, crc uint32) error
+}
+
 // tmpPrefix starts the names of the FS backend's in-flight files. Keys may
 // not contain a segment starting with it, on any backend.
 const tmpPrefix = ".strata-tmp-"

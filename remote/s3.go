@@ -3,6 +3,8 @@ package remote
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -75,7 +77,10 @@ type S3 struct {
 	closed    atomic.Bool
 }
 
-var _ Storage = (*S3)(nil)
+var (
+	_ Storage      = (*S3)(nil)
+	_ CRC32CPutter = (*S3)(nil)
+)
 
 // NewS3 connects to the bucket in cfg and checks that it exists (creating it
 // when cfg.CreateBucket).
@@ -168,9 +173,10 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 // Over plain HTTP the SDK would otherwise hash every body with SHA-256 to
 // sign it (and the server hash it again to check), which measured 40 % of
 // the broker's CPU while uploading. Integrity in transit does not rest on
-// it: every PUT and UploadPart still carries a CRC32 checksum header
-// (the SDK's default request checksum) that the server verifies before it
-// stores anything, and cold reads check each batch's CRC32C. Over HTTPS the
+// it: every PUT and UploadPart still carries a checksum header that the
+// server verifies before it stores anything — the SDK's default CRC32, or
+// the caller's CRC32C (PutCRC32C) — and cold reads check each batch's
+// CRC32C. Over HTTPS the
 // SDK already sends unsigned payloads with a checksum trailer.
 func unsignedPayload(stack *smithymw.Stack) error {
 	return stack.Finalize.Add(smithymw.FinalizeMiddlewareFunc("strata:UnsignedPayload",
@@ -223,6 +229,19 @@ func (s *S3) check(ctx context.Context, op, key string) error {
 
 // Put implements Storage.
 func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.put(ctx, key, r, size, nil)
+}
+
+// PutCRC32C implements CRC32CPutter: below the multipart threshold the PUT
+// carries crc as its x-amz-checksum-crc32c, which the server checks, and
+// the SDK reads the body once, to send it (without it, it reads the body a
+// first time to compute a CRC32 of its own). Larger objects go up as Put
+// sends them.
+func (s *S3) PutCRC32C(ctx context.Context, key string, r io.Reader, size int64, crc uint32) error {
+	return s.put(ctx, key, r, size, &crc)
+}
+
+func (s *S3) put(ctx context.Context, key string, r io.Reader, size int64, crc *uint32) error {
 	if err := s.check(ctx, "put", key); err != nil {
 		return err
 	}
@@ -247,12 +266,19 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error
 			}
 			seekable = bytes.NewReader(buf)
 		}
-		_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
+		in := &s3.PutObjectInput{
 			Bucket:        aws.String(s.bucket),
 			Key:           aws.String(s.prefix + key),
 			Body:          seekable,
 			ContentLength: aws.Int64(size),
-		})
+		}
+		if crc != nil {
+			var b [4]byte
+			binary.BigEndian.PutUint32(b[:], *crc)
+			in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32c
+			in.ChecksumCRC32C = aws.String(base64.StdEncoding.EncodeToString(b[:]))
+		}
+		_, err = s.client.PutObject(ctx, in)
 		if err != nil {
 			return fmt.Errorf("put %s: %w", key, err)
 		}

@@ -9,8 +9,10 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/stratabroker/strata/kafkaproto"
+	"github.com/stratabroker/strata/remote"
 	"golang.org/x/time/rate"
 )
 
@@ -76,7 +78,8 @@ func buildIndexes(p Partition, seg LocalSegment, history []ManifestEpoch) ([]byt
 // sealed, so its first size bytes do not change while we read them. Without
 // a rate limit the store gets the file itself (seekable: no copy in memory,
 // retries re-read it) and the CRC comes from a separate pass over the page
-// cache.
+// cache, made first so that a store that takes it (remote.CRC32CPutter)
+// checks the object against it and computes no checksum of its own.
 func (m *Manager) putFile(ctx context.Context, key, path string, pos, size int64) (uint32, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -85,13 +88,22 @@ func (m *Manager) putFile(ctx context.Context, key, path string, pos, size int64
 	defer f.Close()
 	h := crc32.New(castagnoli)
 	if m.limit.l == nil {
-		if _, err := io.Copy(h, io.NewSectionReader(f, pos, size)); err != nil {
+		bp := crcBufs.Get().(*[]byte)
+		_, err := io.CopyBuffer(h, io.NewSectionReader(f, pos, size), *bp)
+		crcBufs.Put(bp)
+		if err != nil {
 			return 0, err
 		}
-		if err := m.store.Put(ctx, key, io.NewSectionReader(f, pos, size), size); err != nil {
+		crc := h.Sum32()
+		if cp, ok := m.store.(remote.CRC32CPutter); ok {
+			err = cp.PutCRC32C(ctx, key, io.NewSectionReader(f, pos, size), size, crc)
+		} else {
+			err = m.store.Put(ctx, key, io.NewSectionReader(f, pos, size), size)
+		}
+		if err != nil {
 			return 0, err
 		}
-		return h.Sum32(), nil
+		return crc, nil
 	}
 	r := io.TeeReader(io.NewSectionReader(f, pos, size), h)
 	if err := m.store.Put(ctx, key, m.limit.reader(ctx, r), size); err != nil {
@@ -99,6 +111,10 @@ func (m *Manager) putFile(ctx context.Context, key, path string, pos, size int64
 	}
 	return h.Sum32(), nil
 }
+
+// crcBufs: reads of 1 MiB for the CRC pass over a segment (io.Copy's own
+// 32 KiB buffer costs a pread per 32 KiB).
+var crcBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 func (m *Manager) putBytes(ctx context.Context, key string, b []byte) error {
 	return m.store.Put(ctx, key, m.limit.reader(ctx, bytes.NewReader(b)), int64(len(b)))
