@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"net/http"
@@ -127,15 +128,7 @@ func testCorruptInTransit(t *testing.T, srv *miniotest.Server, scheme string) {
 		if err := s.Put(ctx, "clean", bytes.NewReader(data), size); err != nil {
 			t.Fatalf("Put of %d bytes through the proxy: %v", size, err)
 		}
-		rc, err := s.Get(ctx, "clean")
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil || !bytes.Equal(got, data) {
-			t.Fatalf("Get of %d clean bytes: %d bytes, equal %v, err %v", size, len(got), bytes.Equal(got, data), err)
-		}
+		requireObject(ctx, t, s, "clean", data, fmt.Sprintf("a Put of %d clean bytes", size))
 		puts := proxy.takePuts()
 		if len(puts) == 0 {
 			t.Fatalf("no PUT of %d bytes went through the proxy", size)
@@ -161,12 +154,7 @@ func testCorruptInTransit(t *testing.T, srv *miniotest.Server, scheme string) {
 		if err == nil {
 			t.Fatalf("Put of %d bytes damaged in transit succeeded", size)
 		}
-		if rc, err := s.Get(ctx, "damaged"); !errors.Is(err, remote.ErrNotFound) {
-			if err == nil {
-				rc.Close()
-			}
-			t.Fatalf("Get after a damaged Put of %d bytes: %v, want ErrNotFound", size, err)
-		}
+		requireNoObject(ctx, t, s, "damaged", fmt.Sprintf("a damaged Put of %d bytes", size))
 		if err := s.Delete(ctx, "clean"); err != nil {
 			t.Fatal(err)
 		}
@@ -186,15 +174,7 @@ func testPutCRC32C(ctx context.Context, t *testing.T, s remote.Storage, cp remot
 	if err := cp.PutCRC32C(ctx, "summed", bytes.NewReader(data), size, crc); err != nil {
 		t.Fatalf("PutCRC32C of %d bytes: %v", size, err)
 	}
-	rc, err := s.Get(ctx, "summed")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("Get after PutCRC32C of %d bytes: %d bytes, equal %v, err %v", size, len(got), bytes.Equal(got, data), err)
-	}
+	requireObject(ctx, t, s, "summed", data, fmt.Sprintf("PutCRC32C of %d bytes", size))
 	if puts := proxy.takePuts(); size < 5<<20 {
 		var b [4]byte
 		binary.BigEndian.PutUint32(b[:], crc)
@@ -217,15 +197,35 @@ func testPutCRC32C(ctx context.Context, t *testing.T, s remote.Storage, cp remot
 		if err == nil {
 			t.Fatalf("PutCRC32C of %d bytes, %s: succeeded", size, tc.name)
 		}
-		if rc, err := s.Get(ctx, "summed-bad"); !errors.Is(err, remote.ErrNotFound) {
-			if err == nil {
-				rc.Close()
-			}
-			t.Fatalf("Get after PutCRC32C of %d bytes, %s: %v, want ErrNotFound", size, tc.name, err)
-		}
+		requireNoObject(ctx, t, s, "summed-bad", fmt.Sprintf("PutCRC32C of %d bytes, %s", size, tc.name))
 	}
 	if err := s.Delete(ctx, "summed"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// requireObject fails t unless key holds exactly want (after what).
+func requireObject(ctx context.Context, t *testing.T, s remote.Storage, key string, want []byte, what string) {
+	t.Helper()
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		t.Fatalf("Get after %s: %v", what, err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("Get after %s: %d bytes of %d, equal %v, err %v", what, len(got), len(want), bytes.Equal(got, want), err)
+	}
+}
+
+// requireNoObject fails t unless key is absent (after what).
+func requireNoObject(ctx context.Context, t *testing.T, s remote.Storage, key, what string) {
+	t.Helper()
+	if rc, err := s.Get(ctx, key); !errors.Is(err, remote.ErrNotFound) {
+		if err == nil {
+			rc.Close()
+		}
+		t.Fatalf("Get after %s: %v, want ErrNotFound", what, err)
 	}
 }
 

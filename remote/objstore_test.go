@@ -192,15 +192,7 @@ func testMultipart(t *testing.T, srv *miniotest.Server, scheme string) {
 	if err := s.Put(ctx, "big/obj", bytes.NewReader(data), size); err != nil {
 		t.Fatalf("multipart Put: %v", err)
 	}
-	rc, err := s.Get(ctx, "big/obj")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("Get after multipart Put: %d bytes, %v (equal=%v)", len(got), err, bytes.Equal(got, data))
-	}
+	requireObject(ctx, t, s, "big/obj", data, "a multipart Put")
 	// It really went up in parts: a multipart object's ETag ends in -<parts>.
 	c, err := srv.Client()
 	if err != nil {

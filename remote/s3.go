@@ -176,8 +176,8 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 // it: every PUT and UploadPart still carries a checksum header that the
 // server verifies before it stores anything — the SDK's default CRC32, or
 // the caller's CRC32C (PutCRC32C) — and cold reads check each batch's
-// CRC32C. Over HTTPS the
-// SDK already sends unsigned payloads with a checksum trailer.
+// CRC32C. Over HTTPS the SDK already sends unsigned payloads with a
+// checksum trailer.
 func unsignedPayload(stack *smithymw.Stack) error {
 	return stack.Finalize.Add(smithymw.FinalizeMiddlewareFunc("strata:UnsignedPayload",
 		func(ctx context.Context, in smithymw.FinalizeInput, next smithymw.FinalizeHandler) (smithymw.FinalizeOutput, smithymw.Metadata, error) {

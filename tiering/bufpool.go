@@ -132,8 +132,9 @@ func (h *Hold) Release() {
 // (indexcache.go), so this happens only where batches are larger than the
 // slack; before that, one such batch came with every chunk a sequential
 // reader crossed, and a fresh buffer for each cost its page faults: a
-// quarter of the broker's CPU in C2, more than the copy. Buffers come in power-of-two classes from
-// copyMinSize; a copy larger than the largest class is a plain allocation.
+// quarter of the broker's CPU in C2, more than the copy. Buffers come in
+// power-of-two classes from copyMinSize; a copy larger than the largest
+// class is a plain allocation.
 // They are counted like chunk buffers: the Hold that takes the copy returns
 // its buffer once the answer is written. The free buffers kept are bounded
 // by copyClassMem per class; a reader uses one or two classes (its batch

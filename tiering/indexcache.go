@@ -157,13 +157,16 @@ func (ix *segIndex) timeFloor(ts int64) int64 {
 // but for the last.
 const chunkSlackDiv = 8
 
+// chunkSlack is how far past n*cs chunk n may start.
+func chunkSlack(cs int64) int64 { return max(cs/chunkSlackDiv, 1) }
+
 // chunkStarts lays out the chunks of a log of logSize bytes with the offset
 // index offs (positions strictly increasing, inside the log).
 func chunkStarts(offs []remoteOffsetEntry, logSize, cs int64) []int64 {
 	if logSize <= 0 {
 		return nil
 	}
-	slack := max(cs/chunkSlackDiv, 1)
+	slack := chunkSlack(cs)
 	starts := make([]int64, 1, logSize/cs+1)
 	j := 0
 	for lo := cs; lo < logSize && logSize-lo >= slack; lo += cs {
@@ -180,7 +183,7 @@ func chunkStarts(offs []remoteOffsetEntry, logSize, cs int64) []int64 {
 }
 
 // maxChunkSize bounds the size of a chunk laid out with chunk size cs.
-func maxChunkSize(cs int64) int64 { return cs + max(cs/chunkSlackDiv, 1) }
+func maxChunkSize(cs int64) int64 { return cs + chunkSlack(cs) }
 
 // chunks is the number of chunks of the segment's .log.
 func (ix *segIndex) chunks() int64 { return int64(len(ix.starts)) }

@@ -1343,7 +1343,7 @@ func TestChunkStarts(t *testing.T) {
 			offs = append(offs, remoteOffsetEntry{rel: uint32(len(offs)), pos: uint32(pos)})
 		}
 		starts := chunkStarts(offs, logSize, cs)
-		slack := cs / chunkSlackDiv
+		slack := chunkSlack(cs)
 		ix := &segIndex{m: &Manifest{LogSize: logSize}, cs: cs, starts: starts}
 		if len(starts) == 0 || starts[0] != 0 {
 			t.Fatalf("cs %d, log %d: starts %v", cs, logSize, starts)
