@@ -249,33 +249,43 @@ func (m *Manager) state(topicID [16]byte, index int32) *partState {
 }
 
 // Run performs every partition's task each TaskInterval until ctx ends,
-// and the tasks asked for by Register and Kick in between.
+// and the tasks asked for by Register and Kick in between. Tasks run on
+// their own, at most CopyConcurrency at a time: a partition draining a long
+// backlog never holds up the task another partition was kicked for (a
+// segment just sealed uploads now, not after the backlog). Run returns when
+// ctx ends and the tasks under way have stopped.
 func (m *Manager) Run(ctx context.Context) {
 	t := time.NewTicker(m.cfg.TaskInterval)
 	defer t.Stop()
-	m.RunOnce(ctx)
+	r := newTaskRunner(m)
+	defer r.wait()
+	r.start(ctx, m.all())
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			m.RunOnce(ctx)
+			r.start(ctx, m.all())
 		case <-m.kick:
-			m.runTasks(ctx, m.kicked())
+			r.start(ctx, m.kicked())
 		}
 	}
 }
 
 // RunOnce performs one task round over every registered partition, at most
-// CopyConcurrency partitions at a time.
+// CopyConcurrency partitions at a time, and returns when all are done.
 func (m *Manager) RunOnce(ctx context.Context) {
+	m.runTasks(ctx, m.all())
+}
+
+func (m *Manager) all() []*partState {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	states := make([]*partState, 0, len(m.parts))
 	for _, s := range m.parts {
 		states = append(states, s)
 	}
-	m.mu.Unlock()
-	m.runTasks(ctx, states)
+	return states
 }
 
 // runTasks performs the tasks of states, at most CopyConcurrency at a time.
@@ -290,15 +300,77 @@ func (m *Manager) runTasks(ctx context.Context, states []*partState) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := m.task(ctx, s); err != nil && ctx.Err() == nil {
-				m.logger.Warn("tiering: partition task failed; retrying next round",
-					"topic", s.p.Topic(), "partition", s.p.Index(), "err", err)
-				metricTaskErrors.Inc()
-			}
+			m.runTask(ctx, s)
 		}()
 	}
 	wg.Wait()
 }
+
+// runTask performs one task of s and reports its failure.
+func (m *Manager) runTask(ctx context.Context, s *partState) {
+	if err := m.task(ctx, s); err != nil && ctx.Err() == nil {
+		m.logger.Warn("tiering: partition task failed; retrying next round",
+			"topic", s.p.Topic(), "partition", s.p.Index(), "err", err)
+		metricTaskErrors.Inc()
+	}
+}
+
+// taskRunner runs partition tasks in the background, at most
+// CopyConcurrency at once. A partition asked for while its task is queued
+// or running gets one more task after it (what changed meanwhile, such as
+// a segment sealed after the task looked, is not missed), never two at
+// once.
+type taskRunner struct {
+	m   *Manager
+	sem chan struct{}
+	wg  sync.WaitGroup
+
+	mu    sync.Mutex
+	again map[*partState]bool // present: queued or running; true: run once more
+}
+
+func newTaskRunner(m *Manager) *taskRunner {
+	return &taskRunner{m: m, sem: make(chan struct{}, m.cfg.CopyConcurrency), again: map[*partState]bool{}}
+}
+
+func (r *taskRunner) start(ctx context.Context, states []*partState) {
+	for _, s := range states {
+		r.mu.Lock()
+		if _, ok := r.again[s]; ok {
+			r.again[s] = true
+			r.mu.Unlock()
+			continue
+		}
+		r.again[s] = false
+		r.mu.Unlock()
+		r.wg.Add(1)
+		go r.run(ctx, s)
+	}
+}
+
+func (r *taskRunner) run(ctx context.Context, s *partState) {
+	defer r.wg.Done()
+	for {
+		select {
+		case r.sem <- struct{}{}:
+			r.m.runTask(ctx, s)
+			<-r.sem
+		case <-ctx.Done():
+		}
+		r.mu.Lock()
+		if r.again[s] && ctx.Err() == nil {
+			r.again[s] = false
+			r.mu.Unlock()
+			continue
+		}
+		delete(r.again, s)
+		r.mu.Unlock()
+		return
+	}
+}
+
+// wait returns when every task started has returned.
+func (r *taskRunner) wait() { r.wg.Wait() }
 
 // task is one round for one partition: on the leader, clean up, upload,
 // expire; on a follower, learn what the leader uploaded.

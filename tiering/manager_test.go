@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -401,5 +403,105 @@ func TestRegisterRunsOnlyThatPartition(t *testing.T) {
 			n = 3
 		}
 		waitTasks(c, n)
+	}
+}
+
+// gatedStore holds every Put of a key containing hold until the gate is
+// opened.
+type gatedStore struct {
+	remote.Storage
+	hold string
+	gate chan struct{}
+	held atomic.Int64
+}
+
+func (g *gatedStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if strings.Contains(key, g.hold) {
+		g.held.Add(1)
+		select {
+		case <-g.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.Storage.Put(ctx, key, r, size)
+}
+
+// TestRunDoesNotQueueBehindSlowUploads: a partition whose upload is stuck
+// does not hold up the task another partition is kicked for, and a kick
+// that arrives while a partition's own task runs gets it one more task (a
+// segment sealed meanwhile is uploaded without waiting for the interval).
+func TestRunDoesNotQueueBehindSlowUploads(t *testing.T) {
+	ctx := context.Background()
+	meta, err := coordinator.Open(ctx, coordinator.Config{Endpoints: etcdtest.Start(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { meta.Close() })
+	slow := newFakePart(t, "slow", [16]byte{5, 1})
+	fast := newFakePart(t, "fast", [16]byte{5, 2})
+	for _, p := range []*fakePart{slow, fast} {
+		topic := coordinator.Topic{Name: p.topic, ID: p.id, Partitions: []coordinator.PartitionState{{Replicas: []int32{1}, Leader: 1, LeaderEpoch: 0, ISR: []int32{1}}}}
+		if err := meta.CreateTopic(ctx, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs, err := remote.NewFS(remote.FSConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &gatedStore{Storage: fs, hold: "slow-", gate: make(chan struct{})}
+	m, err := NewManager(Config{BrokerID: 1, TaskInterval: time.Hour, Reader: ReaderConfig{CacheDir: t.TempDir()}}, st, meta, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	tiered := func(p *fakePart) int64 { p.mu.Lock(); defer p.mu.Unlock(); return p.tiered }
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("after 10 s: %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	slow.addSegment(t, 10, 1000)
+	m.Register(slow)
+	eventually("the slow partition's upload is under way", func() bool { return st.held.Load() > 0 })
+
+	fast.addSegment(t, 10, 1000)
+	m.Register(fast)
+	eventually("the fast partition uploaded while the slow one is stuck", func() bool { return tiered(fast) == 9 })
+	fast.addSegment(t, 5, 2000)
+	m.KickPartition(fast.id, 0)
+	eventually("the fast partition's second segment uploaded on its kick", func() bool { return tiered(fast) == 14 })
+	if got := tiered(slow); got != -1 {
+		t.Fatalf("slow partition tiered to %d while its upload is held", got)
+	}
+
+	// Sealed while the slow partition's task runs, past the list it took.
+	slow.addSegment(t, 7, 3000)
+	m.KickPartition(slow.id, 0)
+	close(st.gate)
+	eventually("the slow partition uploaded both segments with no interval", func() bool { return tiered(slow) == 16 })
+	segs, err := meta.RemoteSegments(ctx, slow.id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(segs) != 2 || segs[0].StartOffset != 0 || segs[1].StartOffset != 10 || segs[1].EndOffset != 16 {
+		t.Fatalf("slow partition's records: %+v", segs)
+	}
+	for _, r := range segs {
+		if r.State != coordinator.CopyFinished {
+			t.Fatalf("segment %d: state %v, want copy-finished", r.StartOffset, r.State)
+		}
 	}
 }
