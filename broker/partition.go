@@ -48,6 +48,12 @@ type partition struct {
 	hwCkpt      int64        // HW last checkpointed; -1 none (guarded by ckptMu)
 	cfg         atomic.Pointer[TopicConfig]
 
+	// sealedCommitted, when set, is called once the high watermark reaches
+	// the end of a segment this leader sealed (sealedDue, its next offset;
+	// 0 none): the tiering manager uploads it now.
+	sealedCommitted func()
+	sealedDue       atomic.Int64
+
 	roleSet bool // a role was applied (guarded by Server.applyMu)
 
 	repMu sync.Mutex // guards rep; a leaf lock, no I/O under it
@@ -79,6 +85,12 @@ func (p *partition) appendAsLeader(records []byte) (locallog.AppendResult, error
 	if err != nil {
 		return res, err
 	}
+	if res.Rolled && p.sealedCommitted != nil {
+		p.sealedDue.Store(res.FirstOffset)
+		if p.highWatermark() >= res.FirstOffset {
+			p.sealedReached(p.highWatermark())
+		}
+	}
 	if p.maxISRSize.Load() <= 1 {
 		p.advanceHighWatermark(res.LastOffset + 1)
 	}
@@ -97,9 +109,21 @@ func (p *partition) fenced() bool {
 func (p *partition) advanceHighWatermark(hw int64) {
 	for {
 		cur := p.hw.Load()
-		if hw <= cur || p.hw.CompareAndSwap(cur, hw) {
+		if hw <= cur {
 			return
 		}
+		if p.hw.CompareAndSwap(cur, hw) {
+			p.sealedReached(hw)
+			return
+		}
+	}
+}
+
+// sealedReached calls sealedCommitted once when hw covers the segment
+// sealed last.
+func (p *partition) sealedReached(hw int64) {
+	if due := p.sealedDue.Load(); due > 0 && hw >= due && p.sealedDue.CompareAndSwap(due, 0) {
+		p.sealedCommitted()
 	}
 }
 

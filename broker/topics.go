@@ -289,6 +289,12 @@ func (s *Server) openPartition(topic string, id [16]byte, index int32, cfg Topic
 	p.log.Store(l)
 	p.fencedEpoch.Store(-1)
 	p.maxISRSize.Store(1)
+	if s.tier != nil {
+		// A sealed segment uploads once committed, not at the next task
+		// round (remote.log.manager.task.interval.ms, 30 s by default). A
+		// no-op for a partition that is not tiered (not registered).
+		p.sealedCommitted = func() { s.tier.KickPartition(id, index) }
+	}
 	p.initHighWatermark(l, replicas, s.log) // partition.go
 	return p, nil
 }

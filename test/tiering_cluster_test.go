@@ -290,3 +290,44 @@ func TestTieringCluster(t *testing.T) {
 	tcCheckRemoteLog(t, tcFinished(t, store, topicID), 0)
 	t.Logf("(b) done in %v total", time.Since(start))
 }
+
+// TestTieringUploadsWhenSealed: a segment uploads once it is sealed and
+// committed, not at the next task round. The round is set to 10 minutes,
+// so only the seal can have started the uploads: with one replica (the
+// append commits it) and with three (the followers' fetches do).
+func TestTieringUploadsWhenSealed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: etcd and three broker processes")
+	}
+	eps := etcdtest.Start(t)
+	root := t.TempDir()
+	url := "file://" + filepath.Join(root, "bucket") + "?create_bucket=true"
+	args := []string{"--remote", url, "--remote.log.manager.task.interval.ms=600000", "--auto.create.topics.enable=false"}
+	bs := map[int32]*harness.Broker{}
+	dirs := map[int32]string{}
+	for id := int32(1); id <= 3; id++ {
+		dirs[id] = filepath.Join(root, fmt.Sprintf("b%d", id))
+		bs[id] = harness.StartT(t, harness.BrokerConfig{DataDir: dirs[id], BrokerID: id, EtcdEndpoints: eps, Args: args})
+	}
+	for _, tc := range []struct {
+		topic    string
+		replicas []int32
+	}{{"sealed-rf1", []int32{1}}, {"sealed-rf3", []int32{1, 2, 3}}} {
+		replCreateTopic(t, bs[1].Addr, tc.topic, tc.replicas, map[string]string{"remote.storage.enable": "true", "segment.bytes": "32768"})
+		leader := tcLeader(t, bs[1].Addr, tc.topic, -1)
+		start := time.Now()
+		tcProduce(t, bs[leader].Addr, tc.topic, 0, 1500)
+		active := tierActiveBase(t, dirs[leader], tc.topic, 0)
+		if active < 500 {
+			t.Fatalf("%s: active segment at %d: too few segments sealed to test", tc.topic, active)
+		}
+		apiEventually(t, 15*time.Second, tc.topic+": every sealed segment uploaded", func() error {
+			up, code := tierListOffset(t, bs[leader].Addr, tc.topic, 0, -5)
+			if code != 0 || up != active-1 {
+				return fmt.Errorf("highest uploaded offset %d (%s), want %d", up, apiCode(code), active-1)
+			}
+			return nil
+		})
+		t.Logf("%s: segments up to offset %d uploaded %v after the first record", tc.topic, active-1, time.Since(start).Round(time.Millisecond))
+	}
+}

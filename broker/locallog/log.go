@@ -94,6 +94,9 @@ type AppendResult struct {
 	// Duplicate: the append repeated one of an idempotent producer's latest
 	// batches; nothing was written and the offsets are the original ones.
 	Duplicate bool
+	// Rolled: the active segment was sealed before this append; the sealed
+	// segment ends at FirstOffset-1.
+	Rolled bool
 }
 
 // SegmentInfo describes one segment.
@@ -245,10 +248,12 @@ func (l *Log) appendLocked(records []byte, leaderEpoch int32, leader bool) (Appe
 		pos += int64(len(b))
 		rest = r
 	}
+	prev := l.active()
 	if err := l.maybeRollLocked(int64(len(records)), batches[0].h.MaxTimestamp, next-1); err != nil {
 		return AppendResult{}, 0, err
 	}
 	s := l.active()
+	rolled := s != prev
 	base := s.size
 	if _, err := s.log.WriteAt(records, base); err != nil {
 		_ = s.log.Truncate(base)
@@ -298,7 +303,7 @@ func (l *Log) appendLocked(records []byte, leaderEpoch int32, leader bool) (Appe
 			return AppendResult{}, 0, err
 		}
 	}
-	return AppendResult{FirstOffset: first, LastOffset: next - 1, LogAppendTime: appendTime, LogStartOffset: logStart}, ticket, nil
+	return AppendResult{FirstOffset: first, LastOffset: next - 1, LogAppendTime: appendTime, LogStartOffset: logStart, Rolled: rolled}, ticket, nil
 }
 
 // maybeRollLocked rolls the active segment when an append of n bytes ending

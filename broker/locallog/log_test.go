@@ -14,10 +14,14 @@ import (
 func TestAppendReadAcrossRolls(t *testing.T) {
 	l, _ := openTest(t, t.TempDir(), smallConfig())
 	var batches [][2]int64
+	rolledAt := map[int64]bool{} // first offsets of the appends that rolled
 	for i := range 120 {
 		n := 1 + i%4
 		res := appendN(t, l, n, 1000+int64(i), 0)
 		batches = append(batches, [2]int64{res.FirstOffset, res.LastOffset})
+		if res.Rolled {
+			rolledAt[res.FirstOffset] = true
+		}
 	}
 	if got, want := l.LogEndOffset(), batches[len(batches)-1][1]+1; got != want {
 		t.Fatalf("log end %d, want %d", got, want)
@@ -38,6 +42,14 @@ func TestAppendReadAcrossRolls(t *testing.T) {
 		if s.Active != (i == len(segs)-1) {
 			t.Errorf("segment %d active=%v", i, s.Active)
 		}
+		// Every segment but the first began with an append that said it
+		// rolled, and no other append said so.
+		if rolledAt[s.BaseOffset] != (i > 0) {
+			t.Errorf("segment %d: the append at its base reported Rolled=%v", s.BaseOffset, rolledAt[s.BaseOffset])
+		}
+	}
+	if len(rolledAt) != len(segs)-1 {
+		t.Errorf("%d appends reported a roll, %d segments were sealed", len(rolledAt), len(segs)-1)
 	}
 	if size != l.Size() {
 		t.Errorf("Size %d, segments sum %d", l.Size(), size)
