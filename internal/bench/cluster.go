@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -88,8 +89,25 @@ func (p *brokerProc) stop() error {
 	if rerr := os.RemoveAll(p.dir); rerr != nil && err == nil {
 		err = rerr
 	}
-	os.Remove(p.b.Config.LogPath)
+	keepLog(p.b.Config.LogPath)
 	return err
+}
+
+// logsEnv names a directory: when set, a stopped broker's log is moved
+// there (as <name>-<unix ns>.log) instead of removed, for reading what it
+// did during a figure (run with STRATA_LOG_LEVEL=debug for per-segment
+// upload timings).
+const logsEnv = "STRATA_BENCH_LOGS"
+
+func keepLog(path string) {
+	if dir := os.Getenv(logsEnv); dir != "" {
+		name := strings.TrimSuffix(filepath.Base(path), ".log")
+		dst := filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano()))
+		if os.MkdirAll(dir, 0o755) == nil && os.Rename(path, dst) == nil {
+			return
+		}
+	}
+	os.Remove(path)
 }
 
 func twoFreePorts() (int, int, error) {
