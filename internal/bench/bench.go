@@ -29,6 +29,8 @@ type Env struct {
 	Bin     string    // strata binary
 	Log     io.Writer // progress lines (stderr)
 
+	Before Limits // the limits measured before the benchmarks (U1 paces its steady load by S_put)
+
 	minio    *minioProc // started when C2 or U1 runs
 	minioErr string     // why there is none
 }
@@ -92,6 +94,8 @@ func Benchmarks() []Benchmark {
 			Primary: FigMBps, Limit: LimitSGet, LimitFactor: 1, Goal: 0.6, Shown: c2Shown, Prepare: prepareC2},
 		{ID: "U1", Title: "upload a backlog of sealed segments to MinIO",
 			Primary: FigMBps, Limit: LimitSPut, LimitFactor: 1, Goal: 0.8, Prepare: prepareU1},
+		{ID: "U1-steady", Title: "steady upload while producing at S_put/2: keeps up (uploaded MB/s vs S_put/2), seal → uploaded p99, backlog",
+			Primary: FigMBps, Limit: LimitSPut, LimitFactor: 0.5, Goal: 0.9, Shown: u1sShown, Prepare: prepareU1Steady},
 		{ID: "M1", Title: "offset commits on etcd, 50 groups × 10 partitions in parallel (rate goal ≥ 2,000/s)", Primary: FigCommitP99, Limit: LimitLFsyncP99, LimitFactor: 1, Goal: 4, Ceiling: true, Shown: m1Shown, Prepare: prepareM1},
 	}
 }

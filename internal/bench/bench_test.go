@@ -408,7 +408,8 @@ func TestSelect(t *testing.T) {
 		want []string
 		err  bool
 	}{
-		{nil, []string{"P1", "P1-lz4", "P2", "L1", "C1", "C2", "U1", "M1"}, false},
+		{nil, []string{"P1", "P1-lz4", "P2", "L1", "C1", "C2", "U1", "U1-steady", "M1"}, false},
+		{[]string{"u1"}, []string{"U1", "U1-steady"}, false},
 		{[]string{"l1", "P2"}, []string{"P2", "L1"}, false},
 		{[]string{"m1"}, []string{"M1"}, false},
 		{[]string{"P1"}, []string{"P1", "P1-lz4"}, false},

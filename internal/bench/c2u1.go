@@ -259,7 +259,11 @@ func prepareU1(ctx context.Context, env *Env) (_ Runner, err error) {
 	if env.minio == nil {
 		return nil, errors.New("bench: U1 needs MinIO: " + env.minioErr)
 	}
-	bp, err := env.startBroker(ctx, "u1", 0, brokerTierArgs(env.minio, "u1", "--log.remote.storage.enable=false")...)
+	// The default task interval (30 s): uploads start because a topic's
+	// remote storage was turned on or a segment was sealed, not because a
+	// round came.
+	bp, err := env.startBroker(ctx, "u1", 0, brokerTierArgs(env.minio, "u1", "--log.remote.storage.enable=false",
+		"--remote.log.manager.task.interval.ms=30000")...)
 	if err != nil {
 		return nil, err
 	}

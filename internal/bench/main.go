@@ -242,6 +242,7 @@ func Run(ctx context.Context, opts Options, logw io.Writer) (*Report, string, er
 		}
 		env.measureObjectLimits(ctx, r.Limits.Before, lp)
 	}
+	env.Before = r.Limits.Before
 
 	for _, b := range sel {
 		br := BenchReport{ID: b.ID, Title: b.Title, Primary: b.Primary, Limit: b.Limit,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
 )
 
 // loadParams configures the produce load generator.
@@ -16,10 +17,14 @@ type loadParams struct {
 	addr       string
 	topic      string
 	partitions int32
-	clients    int    // independent kgo clients, one producing goroutine each
-	codec      string // "none" or "lz4"
-	maxRecords int64  // stop after this many records in total; 0 = until ctx ends
-	acksAll    bool   // acks=all (-1) instead of acks=1
+	clients    int     // independent kgo clients, one producing goroutine each
+	codec      string  // "none" or "lz4"
+	maxRecords int64   // stop after this many records in total; 0 = until ctx ends
+	acksAll    bool    // acks=all (-1) instead of acks=1
+	rate       float64 // value bytes per second over all clients; 0 = saturating
+	// finish: when ctx ends, stop handing records over but let those
+	// handed over be sent (flush waits for them) instead of failing them.
+	finish bool
 }
 
 // loadGen is a saturating franz-go producer. Records are generated up
@@ -96,6 +101,14 @@ func (g *loadGen) promise(r *kgo.Record, err error) {
 // start launches one producing goroutine per client; they stop when ctx
 // ends or maxRecords have been handed over.
 func (g *loadGen) start(ctx context.Context) {
+	var lim *rate.Limiter
+	if g.p.rate > 0 {
+		lim = rate.NewLimiter(rate.Limit(g.p.rate), 1<<20)
+	}
+	rctx := ctx // records fail when it ends
+	if g.p.finish {
+		rctx = context.WithoutCancel(ctx)
+	}
 	for ci, cl := range g.clients {
 		g.wg.Add(1)
 		go func() {
@@ -114,7 +127,10 @@ func (g *loadGen) start(ctx context.Context) {
 					Partition: int32(i % int(g.p.partitions)),
 					Value:     g.recs[i%len(g.recs)],
 				}
-				cl.Produce(ctx, rec, g.promise)
+				if lim != nil && lim.WaitN(ctx, len(rec.Value)) != nil {
+					return
+				}
+				cl.Produce(rctx, rec, g.promise)
 			}
 		}()
 	}

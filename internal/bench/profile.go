@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -16,7 +17,7 @@ import (
 const profileEnv = "STRATA_BENCH_PROFILE"
 
 // startProfile begins a CPU profile of the broker whose metrics listener is
-// metricsAddr, and returns the function that ends it. A no-op unless
+// metricsAddr, and returns the function that ends it (once; later calls do nothing). A no-op unless
 // STRATA_BENCH_PROFILE is set. Failures are logged, never fatal: a profile
 // is a diagnostic.
 //
@@ -59,11 +60,14 @@ func (e *Env) startProfile(metricsAddr, name string) (stop func()) {
 			}
 		}
 	}()
+	var once sync.Once
 	return func() {
-		close(stopping)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-		}
+		once.Do(func() {
+			close(stopping)
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+			}
+		})
 	}
 }
