@@ -84,6 +84,7 @@ func NewMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
 		return nil, fmt.Errorf("remote: minio %s: %w", cfg.Endpoint, err)
 	}
 	tr.ResponseHeaderTimeout = 60 * time.Second
+	sendBodiesInLargeWrites(tr)
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds:      credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
 		Secure:     cfg.Secure,

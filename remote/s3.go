@@ -116,6 +116,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		WithTransportOptions(func(t *http.Transport) {
 			t.ResponseHeaderTimeout = 60 * time.Second
 			t.MaxIdleConnsPerHost = 32
+			sendBodiesInLargeWrites(t)
 		})
 	opts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(httpClient),
