@@ -41,7 +41,14 @@ func (e *Env) startBroker(ctx context.Context, name string, id int32, args ...st
 
 // startBrokerOn is startBroker with the broker joining the etcd at
 // endpoints (nil = its own embedded etcd).
+//
+// Brokers have no remote tier unless args give one (--remote, as C2 and U1
+// do): the embedded default is a directory on the disk the hot-path
+// benchmarks measure, and uploading every sealed segment there, as soon as
+// it is sealed, would write each byte twice to it, which no deployment with
+// a real object store does.
 func (e *Env) startBrokerOn(ctx context.Context, name string, id int32, endpoints []string, args ...string) (*brokerProc, error) {
+	args = append([]string{"--remote=none"}, args...) // a later --remote wins
 	dir := filepath.Join(e.DataDir, name)
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("bench: start broker %s: %w", name, err)
