@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -48,11 +49,15 @@ type partition struct {
 	hwCkpt      int64        // HW last checkpointed; -1 none (guarded by ckptMu)
 	cfg         atomic.Pointer[TopicConfig]
 
-	// sealedCommitted, when set, is called once the high watermark reaches
-	// the end of a segment this leader sealed (sealedDue, its next offset;
-	// 0 none): the tiering manager uploads it now.
+	// sealedCommitted, when set, is called when the high watermark passes
+	// the end of a segment this leader sealed: the tiering manager uploads
+	// it now. sealEnds are the next offsets of the sealed segments not yet
+	// passed, ascending (several when the HW lags more than a segment);
+	// sealFirst is sealEnds[0], 0 none, for the HW path's fast check.
 	sealedCommitted func()
-	sealedDue       atomic.Int64
+	sealMu          sync.Mutex
+	sealEnds        []int64
+	sealFirst       atomic.Int64
 
 	roleSet bool // a role was applied (guarded by Server.applyMu)
 
@@ -82,14 +87,13 @@ func (p *partition) appendAsLeader(records []byte) (locallog.AppendResult, error
 		return locallog.AppendResult{}, errPartitionClosed
 	}
 	res, err := l.AppendAsLeader(records, p.leaderEpoch.Load())
+	if res.Rolled {
+		// Also when the append failed after the roll: the sealed segment
+		// is whole.
+		p.noteSealed(res.FirstOffset)
+	}
 	if err != nil {
 		return res, err
-	}
-	if res.Rolled && p.sealedCommitted != nil {
-		p.sealedDue.Store(res.FirstOffset)
-		if p.highWatermark() >= res.FirstOffset {
-			p.sealedReached(p.highWatermark())
-		}
 	}
 	if p.maxISRSize.Load() <= 1 {
 		p.advanceHighWatermark(res.LastOffset + 1)
@@ -119,10 +123,42 @@ func (p *partition) advanceHighWatermark(hw int64) {
 	}
 }
 
-// sealedReached calls sealedCommitted once when hw covers the segment
-// sealed last.
+// noteSealed records that the segment ending at next-1 is sealed, to call
+// sealedCommitted once the high watermark reaches next (at once if it has).
+func (p *partition) noteSealed(next int64) {
+	if p.sealedCommitted == nil || next <= 0 {
+		return
+	}
+	p.sealMu.Lock()
+	// Concurrent appenders may report their rolls out of order.
+	i, found := slices.BinarySearch(p.sealEnds, next)
+	if !found {
+		p.sealEnds = slices.Insert(p.sealEnds, i, next)
+	}
+	p.sealFirst.Store(p.sealEnds[0])
+	p.sealMu.Unlock()
+	p.sealedReached(p.highWatermark())
+}
+
+// sealedReached calls sealedCommitted once when hw has passed the end of
+// one or more sealed segments not yet reported.
 func (p *partition) sealedReached(hw int64) {
-	if due := p.sealedDue.Load(); due > 0 && hw >= due && p.sealedDue.CompareAndSwap(due, 0) {
+	if f := p.sealFirst.Load(); f == 0 || hw < f {
+		return
+	}
+	p.sealMu.Lock()
+	n := 0
+	for n < len(p.sealEnds) && p.sealEnds[n] <= hw {
+		n++
+	}
+	p.sealEnds = p.sealEnds[n:]
+	if len(p.sealEnds) > 0 {
+		p.sealFirst.Store(p.sealEnds[0])
+	} else {
+		p.sealFirst.Store(0)
+	}
+	p.sealMu.Unlock()
+	if n > 0 {
 		p.sealedCommitted()
 	}
 }

@@ -127,3 +127,44 @@ func writeHWCheckpoint(t *testing.T, dir string, hw int64) {
 		t.Fatal(err)
 	}
 }
+
+// TestSealedCommittedKicks: the tiering kick fires when the high watermark
+// passes the end of a sealed segment: at once when it already has, once for
+// several passed together, never before, also when rolls are reported out
+// of order, and not again for a segment already passed.
+func TestSealedCommittedKicks(t *testing.T) {
+	kicks := 0
+	p := &partition{sealedCommitted: func() { kicks++ }}
+	expect := func(want int, what string) {
+		t.Helper()
+		if kicks != want {
+			t.Fatalf("%s: %d kicks, want %d", what, kicks, want)
+		}
+	}
+	p.advanceHighWatermark(50)
+	p.noteSealed(40) // already committed
+	expect(1, "seal below the HW")
+	p.noteSealed(200)
+	p.noteSealed(100) // a concurrent appender's earlier roll, reported late
+	p.noteSealed(300)
+	p.advanceHighWatermark(99)
+	expect(1, "HW short of every seal")
+	p.advanceHighWatermark(100)
+	expect(2, "HW at the first seal's end")
+	p.advanceHighWatermark(350)
+	expect(3, "HW past two seals at once")
+	p.advanceHighWatermark(400)
+	p.noteSealed(300) // a repeat of a passed seal
+	expect(4, "a seal at or below the HW kicks")
+	p.advanceHighWatermark(500)
+	expect(4, "nothing sealed left")
+	if f := p.sealFirst.Load(); f != 0 || len(p.sealEnds) != 0 {
+		t.Fatalf("left over: first %d, ends %v", f, p.sealEnds)
+	}
+	// Without a tier nothing is recorded.
+	q := &partition{}
+	q.noteSealed(10)
+	if len(q.sealEnds) != 0 {
+		t.Fatalf("untiered partition recorded seals %v", q.sealEnds)
+	}
+}

@@ -346,6 +346,11 @@ func (s *Server) applyRole(p *partition, st coordinator.PartitionState) {
 		}
 		s.log.Info("becoming leader", "topic", p.topic, "partition", p.index, "leader_epoch", st.LeaderEpoch, "isr", st.ISR, "log_end", l.LogEndOffset(), "hw", p.highWatermark())
 		p.becomeLeader(st, l.LogEndOffset(), now)
+		// Segments sealed as a follower upload once the new leader's HW
+		// passes them.
+		if segs := l.Segments(); len(segs) > 1 {
+			p.noteSealed(segs[len(segs)-1].BaseOffset)
+		}
 		if s.tiered(p) {
 			// Resume uploading now rather than at the next task interval.
 			s.tier.KickPartition(p.topicID, p.index)

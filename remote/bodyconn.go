@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // sendBodiesInLargeWrites makes t's plain TCP connections send request
@@ -39,8 +40,15 @@ const bodyWriteSize = 1 << 20
 
 var bodyBufs = sync.Pool{New: func() any { b := make([]byte, bodyWriteSize); return &b }}
 
+// bodyFillWait bounds how long a write waits for its buffer to fill: a
+// slow body (a rate-limited upload) still goes out at once, in smaller
+// writes, instead of leaving the connection idle.
+const bodyFillWait = 20 * time.Millisecond
+
 // ReadFrom writes what it reads from r in writes of up to bodyWriteSize,
-// each as full as r allows before it ends.
+// each as full as r fills it within bodyFillWait. It returns nil at r's
+// io.EOF and any other error of r's (io.ErrUnexpectedEOF included) as is,
+// after writing what it read before it.
 func (c *bodyConn) ReadFrom(r io.Reader) (int64, error) {
 	bp := bodyBufs.Get().(*[]byte)
 	defer bodyBufs.Put(bp)
@@ -50,7 +58,19 @@ func (c *bodyConn) ReadFrom(r io.Reader) (int64, error) {
 	}
 	var n int64
 	for {
-		m, rerr := io.ReadFull(r, buf)
+		m := 0
+		var rerr error
+		var start time.Time
+		for m < len(buf) && rerr == nil {
+			var k int
+			k, rerr = r.Read(buf[m:])
+			m += k
+			if m > 0 && start.IsZero() {
+				start = time.Now()
+			} else if m > 0 && time.Since(start) > bodyFillWait {
+				break
+			}
+		}
 		if m > 0 {
 			w, werr := c.Conn.Write(buf[:m])
 			n += int64(w)
@@ -59,7 +79,7 @@ func (c *bodyConn) ReadFrom(r io.Reader) (int64, error) {
 			}
 		}
 		switch {
-		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+		case rerr == io.EOF:
 			return n, nil
 		case rerr != nil:
 			return n, rerr

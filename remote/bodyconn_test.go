@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 )
 
 // recConn records the sizes of the writes made to it.
@@ -143,5 +144,42 @@ func TestBodyConnReadFrom(t *testing.T) {
 	b2.Close()
 	if _, err := (&bodyConn{Conn: a2}).ReadFrom(bytes.NewReader(data)); err == nil {
 		t.Fatal("ReadFrom to a closed pipe succeeded")
+	}
+}
+
+// slow returns n bytes per Read after a pause, then io.EOF.
+type slow struct {
+	left, n int
+	pause   time.Duration
+}
+
+func (s *slow) Read(p []byte) (int, error) {
+	if s.left == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(s.pause)
+	k := min(s.n, s.left, len(p))
+	s.left -= k
+	return k, nil
+}
+
+// TestBodyConnSlowBodies: a slow body (a rate-limited upload) is not held
+// back until a whole write fills: each write waits at most about
+// bodyFillWait; and a reader's io.ErrUnexpectedEOF comes back as an error.
+func TestBodyConnSlowBodies(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	go io.Copy(io.Discard, b)
+	rec := &recConn{Conn: a}
+	n, err := (&bodyConn{Conn: rec}).ReadFrom(&slow{left: 10 << 10, n: 1 << 10, pause: 15 * time.Millisecond})
+	if err != nil || n != 10<<10 {
+		t.Fatalf("ReadFrom = %d, %v; want %d, nil", n, err, 10<<10)
+	}
+	if len(rec.writes) < 3 || rec.largest() > 4<<10 {
+		t.Fatalf("writes %v: want several small ones, a 15 ms reader is not waited on for 1 MiB", rec.writes)
+	}
+	_, err = (&bodyConn{Conn: rec}).ReadFrom(&chunky{r: bytes.NewReader(make([]byte, 10)), n: 4, err: io.ErrUnexpectedEOF})
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("a reader's io.ErrUnexpectedEOF: ReadFrom returned %v", err)
 	}
 }

@@ -228,17 +228,31 @@ func (m *Manager) wake() {
 
 // kicked returns the partitions whose tasks were asked for early (all of
 // them after Kick) and forgets the request.
-func (m *Manager) kicked() []*partState {
+func (m *Manager) kicked() []partKey {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []*partState
-	for k, s := range m.parts {
-		if m.kickAll || m.pending[k] {
-			out = append(out, s)
+	var out []partKey
+	if m.kickAll {
+		for k := range m.parts {
+			out = append(out, k)
+		}
+	} else {
+		for k := range m.pending {
+			out = append(out, k)
 		}
 	}
 	m.kickAll = false
 	clear(m.pending)
+	return out
+}
+
+func (m *Manager) keys() []partKey {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]partKey, 0, len(m.parts))
+	for k := range m.parts {
+		out = append(out, k)
+	}
 	return out
 }
 
@@ -249,25 +263,47 @@ func (m *Manager) state(topicID [16]byte, index int32) *partState {
 }
 
 // Run performs every partition's task each TaskInterval until ctx ends,
-// and the tasks asked for by Register and Kick in between. Tasks run on
-// their own, at most CopyConcurrency at a time: a partition draining a long
-// backlog never holds up the task another partition was kicked for (a
-// segment just sealed uploads now, not after the backlog). Run returns when
-// ctx ends and the tasks under way have stopped.
+// and the tasks asked for by Register and Kick in between, on
+// CopyConcurrency workers. Asked-for tasks go before the round's: a
+// partition draining a long backlog, or a round over thousands of
+// partitions, never holds up the task a partition was kicked for (a
+// segment just sealed uploads now). Run returns when ctx ends and the
+// tasks under way have stopped.
 func (m *Manager) Run(ctx context.Context) {
 	t := time.NewTicker(m.cfg.TaskInterval)
 	defer t.Stop()
-	r := newTaskRunner(m)
-	defer r.wait()
-	r.start(ctx, m.all())
+	q := newTaskQueue()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer q.close()
+	for range m.cfg.CopyConcurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k, ok := q.pop()
+				if !ok {
+					return
+				}
+				// Looked up now: a partition registered again since (a new
+				// replica object) runs as it is now, and never beside a
+				// task of its previous self.
+				if s := m.state(k.id, k.p); s != nil && ctx.Err() == nil {
+					m.runTask(ctx, s)
+				}
+				q.done(k)
+			}
+		}()
+	}
+	q.push(m.keys(), false)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			r.start(ctx, m.all())
+			q.push(m.keys(), false)
 		case <-m.kick:
-			r.start(ctx, m.kicked())
+			q.push(m.kicked(), true)
 		}
 	}
 }
@@ -315,62 +351,103 @@ func (m *Manager) runTask(ctx context.Context, s *partState) {
 	}
 }
 
-// taskRunner runs partition tasks in the background, at most
-// CopyConcurrency at once. A partition asked for while its task is queued
-// or running gets one more task after it (what changed meanwhile, such as
-// a segment sealed after the task looked, is not missed), never two at
-// once.
-type taskRunner struct {
-	m   *Manager
-	sem chan struct{}
-	wg  sync.WaitGroup
-
-	mu    sync.Mutex
-	again map[*partState]bool // present: queued or running; true: run once more
+// taskQueue holds the partitions whose tasks Run's workers are to run:
+// the asked-for ones (urgent) before the round's (normal). A partition is
+// queued at most once at a time and runs on one worker at a time; asked
+// for while it runs, it is queued once more after (what changed meanwhile,
+// such as a segment sealed after its task looked, is not missed).
+type taskQueue struct {
+	mu             sync.Mutex
+	cond           *sync.Cond
+	urgent, normal []partKey
+	state          map[partKey]taskState
+	closed         bool
 }
 
-func newTaskRunner(m *Manager) *taskRunner {
-	return &taskRunner{m: m, sem: make(chan struct{}, m.cfg.CopyConcurrency), again: map[*partState]bool{}}
+type taskState uint8
+
+const (
+	taskQueued  taskState = iota + 1
+	taskRunning           // and not asked for since it started
+	taskRerun             // running, and asked for since it started
+)
+
+func newTaskQueue() *taskQueue {
+	q := &taskQueue{state: map[partKey]taskState{}}
+	q.cond = sync.NewCond(&q.mu)
+	return q
 }
 
-func (r *taskRunner) start(ctx context.Context, states []*partState) {
-	for _, s := range states {
-		r.mu.Lock()
-		if _, ok := r.again[s]; ok {
-			r.again[s] = true
-			r.mu.Unlock()
-			continue
+func (q *taskQueue) push(keys []partKey, urgent bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, k := range keys {
+		switch q.state[k] {
+		case 0:
+			q.state[k] = taskQueued
+			q.enqueue(k, urgent)
+		case taskQueued:
+			if urgent {
+				// Also at the front; pop skips whichever entry comes second.
+				q.urgent = append(q.urgent, k)
+			}
+		case taskRunning:
+			q.state[k] = taskRerun
 		}
-		r.again[s] = false
-		r.mu.Unlock()
-		r.wg.Add(1)
-		go r.run(ctx, s)
+	}
+	q.cond.Broadcast()
+}
+
+func (q *taskQueue) enqueue(k partKey, urgent bool) {
+	if urgent {
+		q.urgent = append(q.urgent, k)
+	} else {
+		q.normal = append(q.normal, k)
 	}
 }
 
-func (r *taskRunner) run(ctx context.Context, s *partState) {
-	defer r.wg.Done()
+// pop waits for a queued partition and marks it running; false once the
+// queue is closed.
+func (q *taskQueue) pop() (partKey, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	for {
-		select {
-		case r.sem <- struct{}{}:
-			r.m.runTask(ctx, s)
-			<-r.sem
-		case <-ctx.Done():
+		if q.closed {
+			return partKey{}, false
 		}
-		r.mu.Lock()
-		if r.again[s] && ctx.Err() == nil {
-			r.again[s] = false
-			r.mu.Unlock()
-			continue
+		for _, l := range []*[]partKey{&q.urgent, &q.normal} {
+			for len(*l) > 0 {
+				k := (*l)[0]
+				*l = (*l)[1:]
+				if q.state[k] == taskQueued {
+					q.state[k] = taskRunning
+					return k, true
+				}
+			}
 		}
-		delete(r.again, s)
-		r.mu.Unlock()
+		q.cond.Wait()
+	}
+}
+
+// done ends k's run; asked for during it, k is queued again at the front.
+func (q *taskQueue) done(k partKey) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.state[k] == taskRerun {
+		q.state[k] = taskQueued
+		q.urgent = append(q.urgent, k)
+		q.cond.Broadcast()
 		return
 	}
+	delete(q.state, k)
 }
 
-// wait returns when every task started has returned.
-func (r *taskRunner) wait() { r.wg.Wait() }
+func (q *taskQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
 
 // task is one round for one partition: on the leader, clean up, upload,
 // expire; on a follower, learn what the leader uploaded.

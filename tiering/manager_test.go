@@ -505,3 +505,53 @@ func TestRunDoesNotQueueBehindSlowUploads(t *testing.T) {
 		}
 	}
 }
+
+// TestTaskQueue: asked-for partitions run before the round's, a partition
+// is queued once however often it is asked for, one asked for while it
+// runs runs once more after, and close ends the workers' waits.
+func TestTaskQueue(t *testing.T) {
+	k := func(i byte) partKey { return partKey{id: [16]byte{i}} }
+	q := newTaskQueue()
+	pop := func() partKey {
+		t.Helper()
+		got, ok := q.pop()
+		if !ok {
+			t.Fatal("pop: queue closed")
+		}
+		return got
+	}
+	q.push([]partKey{k(1), k(2), k(3)}, false)
+	q.push([]partKey{k(3), k(4), k(3)}, true)
+	q.push([]partKey{k(1), k(4)}, false) // already queued: no second entry
+	var order []byte
+	for range 4 {
+		order = append(order, pop().id[0])
+	}
+	if fmt.Sprint(order) != "[3 4 1 2]" {
+		t.Fatalf("pop order %v, want [3 4 1 2]", order)
+	}
+	// All four are running. Asked for again: 2 once more after it ends;
+	// 1 not, since it ends first.
+	q.done(k(1))
+	q.push([]partKey{k(2), k(2), k(1)}, false)
+	q.done(k(3))
+	q.done(k(4))
+	q.done(k(2))
+	got := []byte{pop().id[0], pop().id[0]}
+	if fmt.Sprint(got) != "[2 1]" && fmt.Sprint(got) != "[1 2]" {
+		t.Fatalf("after the reruns popped %v, want 1 and 2", got)
+	}
+	q.done(k(1))
+	q.done(k(2))
+	ended := make(chan bool)
+	go func() { _, ok := q.pop(); ended <- ok }()
+	select {
+	case <-ended:
+		t.Fatal("pop returned with nothing queued")
+	case <-time.After(50 * time.Millisecond):
+	}
+	q.close()
+	if ok := <-ended; ok {
+		t.Fatal("pop after close returned a partition")
+	}
+}

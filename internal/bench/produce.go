@@ -22,9 +22,6 @@ type loadParams struct {
 	maxRecords int64   // stop after this many records in total; 0 = until ctx ends
 	acksAll    bool    // acks=all (-1) instead of acks=1
 	rate       float64 // value bytes per second over all clients; 0 = saturating
-	// finish: when ctx ends, stop handing records over but let those
-	// handed over be sent (flush waits for them) instead of failing them.
-	finish bool
 }
 
 // loadGen is a saturating franz-go producer. Records are generated up
@@ -99,16 +96,19 @@ func (g *loadGen) promise(r *kgo.Record, err error) {
 }
 
 // start launches one producing goroutine per client; they stop when ctx
-// ends or maxRecords have been handed over.
-func (g *loadGen) start(ctx context.Context) {
+// ends or maxRecords have been handed over. Records still buffered when
+// ctx ends fail.
+func (g *loadGen) start(ctx context.Context) { g.startUntil(ctx, ctx) }
+
+// startUntil is start with the goroutines stopping when loop ends, and
+// the records they handed over sent unless ctx ends (flush waits for them).
+func (g *loadGen) startUntil(ctx, loop context.Context) {
 	var lim *rate.Limiter
 	if g.p.rate > 0 {
 		lim = rate.NewLimiter(rate.Limit(g.p.rate), 1<<20)
 	}
-	rctx := ctx // records fail when it ends
-	if g.p.finish {
-		rctx = context.WithoutCancel(ctx)
-	}
+	rctx := ctx
+	ctx = loop
 	for ci, cl := range g.clients {
 		g.wg.Add(1)
 		go func() {

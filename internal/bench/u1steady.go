@@ -193,7 +193,7 @@ func (r *u1sRunner) Rep(ctx context.Context, i int) (Rep, error) {
 		return nil, err
 	}
 	gen, err := newLoadGen(loadParams{addr: r.bp.b.Addr, topic: topic, partitions: c1Partitions,
-		clients: p1Clients, codec: "none", rate: bps, finish: true}, GenerateRecords(p1Records, 4))
+		clients: p1Clients, codec: "none", rate: bps}, GenerateRecords(p1Records, 4))
 	if err != nil {
 		return nil, err
 	}
@@ -206,10 +206,10 @@ func (r *u1sRunner) Rep(ctx context.Context, i int) (Rep, error) {
 	from, to := t0.Add(warm), t0.Add(warm+dur)
 	pctx, stopProduce := context.WithDeadline(ctx, to)
 	defer stopProduce()
-	gen.start(pctx)
+	gen.startUntil(ctx, pctx)
 	var inFrom, backlogMax int64
 	var c0 cpuSnapshot
-	inWindow := false
+	var inStart time.Time // when inFrom and c0 were taken
 	poll := func(now time.Time) error {
 		if err := w.look(now); err != nil {
 			return err
@@ -225,9 +225,8 @@ func (r *u1sRunner) Rep(ctx context.Context, i int) (Rep, error) {
 		return nil
 	}
 	for now := time.Now(); now.Before(to); now = time.Now() {
-		if !inWindow && !now.Before(from) {
-			inWindow = true
-			inFrom, c0 = gen.acked.Load(), snapshotCPU(pids)
+		if inStart.IsZero() && !now.Before(from) {
+			inFrom, c0, inStart = gen.acked.Load(), snapshotCPU(pids), time.Now()
 		}
 		if err := poll(now); err != nil {
 			return nil, err
@@ -236,7 +235,7 @@ func (r *u1sRunner) Rep(ctx context.Context, i int) (Rep, error) {
 			return nil, err
 		}
 	}
-	inTo, c1 := gen.acked.Load(), snapshotCPU(pids)
+	inTo, c1, inEnd := gen.acked.Load(), snapshotCPU(pids), time.Now()
 	gen.wait()
 	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = gen.flush(fctx)
@@ -271,7 +270,7 @@ func (r *u1sRunner) Rep(ctx context.Context, i int) (Rep, error) {
 	}
 	secs := dur.Seconds()
 	rep := throughputRep(uploadedBytes(w, from, to), secs, cpuSeconds(c0, c1), gen.errs.Load())
-	rep[FigSteadyIn] = mbPerSec(inTo-inFrom, secs)
+	rep[FigSteadyIn] = mbPerSec(inTo-inFrom, inEnd.Sub(inStart).Seconds())
 	rep[FigBacklogMax] = Measured(float64(backlogMax)/1e6, "MB")
 	if len(lat) == 0 {
 		why := fmt.Sprintf("no segment sealed in the %v window", dur)
