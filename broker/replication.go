@@ -348,9 +348,7 @@ func (s *Server) applyRole(p *partition, st coordinator.PartitionState) {
 		p.becomeLeader(st, l.LogEndOffset(), now)
 		// Segments sealed as a follower upload once the new leader's HW
 		// passes them.
-		if segs := l.Segments(); len(segs) > 1 {
-			p.noteSealed(segs[len(segs)-1].BaseOffset)
-		}
+		p.noteSealed(l.ActiveBase())
 		if s.tiered(p) {
 			// Resume uploading now rather than at the next task interval.
 			s.tier.KickPartition(p.topicID, p.index)

@@ -340,7 +340,12 @@ func (s *Server) retentionLoop(ctx context.Context) {
 				if l == nil {
 					continue
 				}
-				if n, err := l.EnforceRetention(now); err != nil {
+				active := l.ActiveBase()
+				n, err := l.EnforceRetention(now)
+				if b := l.ActiveBase(); b != active {
+					p.noteSealed(b) // rolled by segment.ms: upload it once committed
+				}
+				if err != nil {
 					s.log.Error("retention", "topic", p.topic, "partition", p.index, "err", err)
 				} else if n > 0 {
 					s.log.Info("retention deleted segments", "topic", p.topic, "partition", p.index, "segments", n, "log_start", l.LogStartOffset())

@@ -302,7 +302,8 @@ func TestTieringUploadsWhenSealed(t *testing.T) {
 	eps := etcdtest.Start(t)
 	root := t.TempDir()
 	url := "file://" + filepath.Join(root, "bucket") + "?create_bucket=true"
-	args := []string{"--remote", url, "--remote.log.manager.task.interval.ms=600000", "--auto.create.topics.enable=false"}
+	args := []string{"--remote", url, "--remote.log.manager.task.interval.ms=600000", "--auto.create.topics.enable=false",
+		"--log.retention.check.interval.ms=200"}
 	bs := map[int32]*harness.Broker{}
 	dirs := map[int32]string{}
 	for id := int32(1); id <= 3; id++ {
@@ -330,4 +331,18 @@ func TestTieringUploadsWhenSealed(t *testing.T) {
 		})
 		t.Logf("%s: segments up to offset %d uploaded %v after the first record", tc.topic, active-1, time.Since(start).Round(time.Millisecond))
 	}
+
+	// A segment rolled by segment.ms, with no append after it, by the
+	// retention check.
+	const timed = "sealed-by-time"
+	replCreateTopic(t, bs[1].Addr, timed, []int32{1, 2, 3}, map[string]string{"remote.storage.enable": "true", "segment.ms": "1000"})
+	leader := tcLeader(t, bs[1].Addr, timed, -1)
+	tcProduce(t, bs[leader].Addr, timed, 0, 100)
+	apiEventually(t, 20*time.Second, timed+": the segment rolled by time uploaded", func() error {
+		up, code := tierListOffset(t, bs[leader].Addr, timed, 0, -5)
+		if code != 0 || up != 99 {
+			return fmt.Errorf("highest uploaded offset %d (%s), want 99", up, apiCode(code))
+		}
+		return nil
+	})
 }

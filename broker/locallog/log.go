@@ -580,6 +580,14 @@ func (l *Log) LogEndOffset() int64 {
 	return l.leo
 }
 
+// ActiveBase is the base offset of the active segment: every segment
+// below it is sealed.
+func (l *Log) ActiveBase() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.active().base
+}
+
 // Size is the number of bytes in all segment files.
 func (l *Log) Size() int64 {
 	l.mu.RLock()
