@@ -249,21 +249,22 @@ func (r *c2Runner) Rep(ctx context.Context, i int) (Rep, error) {
 	return rep, r.bp.alive()
 }
 
-type u1Runner struct {
+// tierBroker is a broker tiering to the run's MinIO with the default task
+// interval (30 s), and an admin client to it: uploads start because a
+// topic's remote storage was turned on or a segment was sealed, not
+// because a round came. U1 and U1-steady run on one each.
+type tierBroker struct {
 	env *Env
 	bp  *brokerProc
 	cl  *kgo.Client
 }
 
-func prepareU1(ctx context.Context, env *Env) (_ Runner, err error) {
+func startTierBroker(ctx context.Context, env *Env, name string, extra ...string) (*tierBroker, error) {
 	if env.minio == nil {
-		return nil, errors.New("bench: U1 needs MinIO: " + env.minioErr)
+		return nil, fmt.Errorf("bench: %s needs MinIO: %s", name, env.minioErr)
 	}
-	// The default task interval (30 s): uploads start because a topic's
-	// remote storage was turned on or a segment was sealed, not because a
-	// round came.
-	bp, err := env.startBroker(ctx, "u1", 0, brokerTierArgs(env.minio, "u1", "--log.remote.storage.enable=false",
-		"--remote.log.manager.task.interval.ms=30000")...)
+	args := append(brokerTierArgs(env.minio, name, extra...), "--remote.log.manager.task.interval.ms=30000")
+	bp, err := env.startBroker(ctx, name, 0, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -272,17 +273,27 @@ func prepareU1(ctx context.Context, env *Env) (_ Runner, err error) {
 		bp.stop()
 		return nil, err
 	}
-	return &u1Runner{env: env, bp: bp, cl: cl}, nil
+	return &tierBroker{env: env, bp: bp, cl: cl}, nil
 }
 
-func (r *u1Runner) Close() error {
+func (r *tierBroker) Close() error {
 	if r.cl != nil {
 		r.cl.Close()
 	}
 	return r.bp.stop()
 }
 
-func (r *u1Runner) Rep(ctx context.Context, i int) (Rep, error) {
+type u1Runner struct{ *tierBroker }
+
+func prepareU1(ctx context.Context, env *Env) (Runner, error) {
+	tb, err := startTierBroker(ctx, env, "u1", "--log.remote.storage.enable=false")
+	if err != nil {
+		return nil, err
+	}
+	return u1Runner{tb}, nil
+}
+
+func (r u1Runner) Rep(ctx context.Context, i int) (Rep, error) {
 	topic := fmt.Sprintf("bench-u1-%d", i)
 	ti, err := createTopic(ctx, r.cl, topic, c1Partitions, 1, map[string]string{
 		"segment.bytes": strconv.FormatInt(tierSegmentBytes(r.env.Opts.C1Bytes/2), 10), "remote.storage.enable": "false",

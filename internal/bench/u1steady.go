@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // U1-steady, the second half of BENCHMARKS.md's U1: a tiered topic
@@ -147,39 +145,20 @@ func (w *sealWatch) pending(from, to time.Time) int {
 	return n
 }
 
-type u1sRunner struct {
-	env *Env
-	bp  *brokerProc
-	cl  *kgo.Client
-}
+type u1sRunner struct{ *tierBroker }
 
-func prepareU1Steady(ctx context.Context, env *Env) (_ Runner, err error) {
-	if env.minio == nil {
-		return nil, errors.New("bench: U1-steady needs MinIO: " + env.minioErr)
-	}
+func prepareU1Steady(ctx context.Context, env *Env) (Runner, error) {
 	if sput, ok := env.Before[LimitSPut]; !ok || !sput.OK() || sput.Float() <= 0 {
 		return nil, errors.New("bench: U1-steady: no S_put measured before the run to pace the producers by")
 	}
-	bp, err := env.startBroker(ctx, "u1s", 0, brokerTierArgs(env.minio, "u1s", "--remote.log.manager.task.interval.ms=30000")...)
+	tb, err := startTierBroker(ctx, env, "u1s")
 	if err != nil {
 		return nil, err
 	}
-	cl, err := adminClient(bp.b.Addr)
-	if err != nil {
-		bp.stop()
-		return nil, err
-	}
-	return &u1sRunner{env: env, bp: bp, cl: cl}, nil
+	return u1sRunner{tb}, nil
 }
 
-func (r *u1sRunner) Close() error {
-	if r.cl != nil {
-		r.cl.Close()
-	}
-	return r.bp.stop()
-}
-
-func (r *u1sRunner) Rep(ctx context.Context, i int) (Rep, error) {
+func (r u1sRunner) Rep(ctx context.Context, i int) (Rep, error) {
 	bps := r.env.Before[LimitSPut].Float() * 1e6 / 2
 	seg := tierSegmentBytes(r.env.Opts.C1Bytes / 2)
 	topic := fmt.Sprintf("bench-u1s-%d", i)
