@@ -311,26 +311,15 @@ func (m *Manager) Run(ctx context.Context) {
 // RunOnce performs one task round over every registered partition, at most
 // CopyConcurrency partitions at a time, and returns when all are done.
 func (m *Manager) RunOnce(ctx context.Context) {
-	m.runTasks(ctx, m.all())
-}
-
-func (m *Manager) all() []*partState {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	states := make([]*partState, 0, len(m.parts))
-	for _, s := range m.parts {
-		states = append(states, s)
-	}
-	return states
-}
-
-// runTasks performs the tasks of states, at most CopyConcurrency at a time.
-func (m *Manager) runTasks(ctx context.Context, states []*partState) {
 	sem := make(chan struct{}, m.cfg.CopyConcurrency)
 	var wg sync.WaitGroup
-	for _, s := range states {
+	for _, k := range m.keys() {
+		s := m.state(k.id, k.p)
 		if ctx.Err() != nil {
 			break
+		}
+		if s == nil {
+			continue
 		}
 		sem <- struct{}{}
 		wg.Add(1)
